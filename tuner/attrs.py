@@ -1,0 +1,56 @@
+"""Names of everything tuner stores in Optuna, defined once.
+
+The storage is the only channel between the runner and every reader (CLI, app, export), so
+these names are the schema of a study. The README's "What is stored" section documents them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TrialAttr(StrEnum):
+    """User attributes set on every trial."""
+
+    CONFIG = "config"  # TrialConfig.to_dict(): every knob, fixed ones included
+    SEED = "seed"  # seed of model init and data order
+    DEVICE = "device"  # DeviceInfo as a dict
+    METRIC = "metric"  # final validation metric (also objective 0)
+    THROUGHPUT = "throughput"  # median steady-state samples/s (also objective 1)
+    THROUGHPUT_WINDOWS = "throughput_windows"  # samples/s of every timed window
+    COMPILE_S = "compile_s"  # seconds spent in the first (compiling) steps beyond a warm step
+    WARMUP_S = "warmup_s"  # seconds of untimed warm-up steps, compile included
+    PEAK_MEMORY_BYTES = "peak_memory_bytes"  # see MEMORY_KIND for what was measured
+    MEMORY_KIND = "memory_kind"  # "cuda_max_allocated" or "cpu_peak_rss"
+    TRAIN_S = "train_s"  # wall seconds of the training loop, evaluations excluded
+    TRIAL_S = "trial_s"  # wall seconds of the whole trial, data and model set-up included
+    OPTIMIZER_STEPS = "optimizer_steps"
+    SAMPLES = "samples"  # training samples seen (micro-batches x batch size)
+    CURVE = "curve"  # [{step, samples, wall_s, metric}] after each evaluation
+    FAILURE_KIND = "failure_kind"  # FailureKind value, for FAIL and PRUNED trials
+    FAILURE_REASON = "failure_reason"  # one line
+
+
+class StudyAttr(StrEnum):
+    """User attributes set once on every study, so a worker needs nothing but the storage."""
+
+    SPEC = "spec"  # the study spec as a dict
+    SPACE = "space"  # the search space after hardware restriction, as a dict
+    DROPPED = "dropped"  # [{knob, value, reason}] removed by hardware awareness
+    OBJECTIVE = "objective"  # workload reference
+    METRIC_NAME = "metric_name"
+    METRIC_DIRECTION = "metric_direction"
+    DEVICE = "device"  # device of the run that created the study
+    TUNER_VERSION = "tuner_version"
+
+
+class FailureKind(StrEnum):
+    """Why a trial did not produce a result. UNSUPPORTED ends as PRUNED, the rest as FAIL."""
+
+    DIVERGED = "diverged"  # NaN or Inf loss
+    OUT_OF_MEMORY = "out_of_memory"
+    COMPILE_ERROR = "compile_error"
+    UNSUPPORTED = "unsupported"  # the device or torch cannot run this combination
+    UNMEASURABLE = "unmeasurable"  # too few steps to time honestly; no fake number is stored
+    INTERRUPTED = "interrupted"  # the user stopped the run mid-trial
+    ERROR = "error"  # anything else: the exception's type and message

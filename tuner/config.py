@@ -1,0 +1,283 @@
+"""The resolved training configuration of one trial: every knob, typed and validated.
+
+This is the boundary object of tuner. The search space produces it, the harness consumes it,
+the storage keeps its dict form, and export turns it back into code. It imports no torch, so
+the CLI can read and validate stored configs instantly.
+
+Schedule parameters are fractions of the training horizon, not step counts, so an exported
+config transfers to a user's run of any length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class OptimizerName(StrEnum):
+    SGD = "sgd"
+    ADAM = "adam"
+    ADAMW = "adamw"
+    RMSPROP = "rmsprop"
+
+
+class ScheduleName(StrEnum):
+    CONSTANT = "constant"
+    STEP = "step"
+    COSINE = "cosine"
+    ONE_CYCLE = "one_cycle"
+    WARMUP_COSINE = "warmup_cosine"
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class CompileMode(StrEnum):
+    OFF = "off"
+    DEFAULT = "default"
+    REDUCE_OVERHEAD = "reduce-overhead"
+    MAX_AUTOTUNE = "max-autotune"
+    MAX_AUTOTUNE_NO_CUDAGRAPHS = "max-autotune-no-cudagraphs"
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field and the bad value."""
+
+
+def _fail(field: str, message: str, value: Any) -> ConfigError:
+    return ConfigError(f"{field}: {message}, got {value!r}")
+
+
+def _positive(field: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise _fail(field, "must be a finite number > 0", value)
+
+
+def _in_range(field: str, value: float | None, low: float, high: float) -> None:
+    if not (isinstance(value, int | float) and low <= value <= high):
+        raise _fail(field, f"must be a number in [{low}, {high}]", value)
+
+
+def _absent(name: str, field: str, value: Any) -> None:
+    if value is not None:
+        raise _fail(field, f"does not apply to {name}; leave it out", value)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """An optimizer and exactly the hyperparameters that apply to it.
+
+    Fields that do not apply to the chosen optimizer must be None, so a stored config never
+    carries a meaningless value (Adam has no momentum; SGD has no betas).
+    """
+
+    name: OptimizerName
+    lr: float
+    weight_decay: float = 0.0
+    momentum: float | None = None  # sgd, rmsprop
+    nesterov: bool | None = None  # sgd
+    betas: tuple[float, float] | None = None  # adam, adamw
+    alpha: float | None = None  # rmsprop smoothing constant
+
+    def __post_init__(self) -> None:
+        _positive("optimizer.lr", self.lr)
+        _in_range("optimizer.weight_decay", self.weight_decay, 0.0, 1.0)
+        name = self.name
+        uses_momentum = name in (OptimizerName.SGD, OptimizerName.RMSPROP)
+        uses_betas = name in (OptimizerName.ADAM, OptimizerName.ADAMW)
+        if uses_momentum:
+            _in_range("optimizer.momentum", self.momentum, 0.0, 0.999)
+        else:
+            _absent(name, "optimizer.momentum", self.momentum)
+        if name is OptimizerName.SGD:
+            if not isinstance(self.nesterov, bool):
+                raise _fail("optimizer.nesterov", "must be true or false for sgd", self.nesterov)
+            if self.nesterov and not self.momentum:
+                raise _fail("optimizer.nesterov", "needs momentum > 0", self.momentum)
+        else:
+            _absent(name, "optimizer.nesterov", self.nesterov)
+        if uses_betas:
+            if not (isinstance(self.betas, tuple) and len(self.betas) == 2):
+                raise _fail("optimizer.betas", "must be two numbers [beta1, beta2]", self.betas)
+            for i, beta in enumerate(self.betas):
+                _in_range(f"optimizer.betas[{i}]", beta, 0.0, 0.99999)
+        else:
+            _absent(name, "optimizer.betas", self.betas)
+        if name is OptimizerName.RMSPROP:
+            _in_range("optimizer.alpha", self.alpha, 0.0, 0.99999)
+        else:
+            _absent(name, "optimizer.alpha", self.alpha)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """An LR schedule; its parameters are fractions of the run, so they transfer across lengths."""
+
+    name: ScheduleName
+    step_every: float | None = None  # step: decay every this fraction of the run
+    step_gamma: float | None = None  # step: multiply the lr by this at each decay
+    pct_start: float | None = None  # one_cycle: fraction of the run spent rising
+    warmup_fraction: float | None = None  # warmup_cosine: linear warm-up fraction
+
+    def __post_init__(self) -> None:
+        name = self.name
+        expected = {
+            ScheduleName.STEP: ("step_every", "step_gamma"),
+            ScheduleName.ONE_CYCLE: ("pct_start",),
+            ScheduleName.WARMUP_COSINE: ("warmup_fraction",),
+        }.get(name, ())
+        for field in ("step_every", "step_gamma", "pct_start", "warmup_fraction"):
+            value = getattr(self, field)
+            if field in expected:
+                _in_range(f"schedule.{field}", value, 1e-6, 1.0)
+            else:
+                _absent(name, f"schedule.{field}", value)
+        if name is ScheduleName.ONE_CYCLE and self.pct_start is not None:
+            _in_range("schedule.pct_start", self.pct_start, 0.01, 0.99)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Every knob of one training configuration, including those the space fixed."""
+
+    optimizer: OptimizerConfig
+    schedule: ScheduleConfig
+    batch_size: int
+    accumulation_steps: int = 1
+    grad_clip_norm: float | None = None
+    precision: Precision = Precision.FP32
+    compile_mode: CompileMode = CompileMode.OFF
+
+    def __post_init__(self) -> None:
+        _int_at_least("batch_size", self.batch_size, 1)
+        _int_at_least("accumulation_steps", self.accumulation_steps, 1)
+        if self.grad_clip_norm is not None:
+            _positive("grad_clip_norm", self.grad_clip_norm)
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Samples per optimizer step: what the mathematics of training sees."""
+        return self.batch_size * self.accumulation_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-safe nested dict; `from_dict` inverts it exactly."""
+        optimizer: dict[str, Any] = {
+            "name": self.optimizer.name.value,
+            "lr": self.optimizer.lr,
+            "weight_decay": self.optimizer.weight_decay,
+        }
+        for field in ("momentum", "nesterov", "alpha"):
+            value = getattr(self.optimizer, field)
+            if value is not None:
+                optimizer[field] = value
+        if self.optimizer.betas is not None:
+            optimizer["betas"] = list(self.optimizer.betas)
+        schedule: dict[str, Any] = {"name": self.schedule.name.value}
+        for field in ("step_every", "step_gamma", "pct_start", "warmup_fraction"):
+            value = getattr(self.schedule, field)
+            if value is not None:
+                schedule[field] = value
+        return {
+            "optimizer": optimizer,
+            "schedule": schedule,
+            "batch_size": self.batch_size,
+            "accumulation_steps": self.accumulation_steps,
+            "grad_clip_norm": self.grad_clip_norm,
+            "precision": self.precision.value,
+            "compile_mode": self.compile_mode.value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrialConfig:
+        """Parse and validate a dict from storage or an exported file.
+
+        Raises:
+            ConfigError: naming the first bad field, its value and what is allowed.
+        """
+        if not isinstance(data, dict):
+            raise _fail("config", "must be a mapping", type(data).__name__)
+        _no_unknown("config", data, _TOP_FIELDS)
+        opt = _mapping("optimizer", data.get("optimizer"))
+        _no_unknown("optimizer", opt, _OPTIMIZER_FIELDS)
+        sched = _mapping("schedule", data.get("schedule"))
+        _no_unknown("schedule", sched, _SCHEDULE_FIELDS)
+        betas = opt.get("betas")
+        if isinstance(betas, list):
+            betas = tuple(betas)
+        try:
+            return cls(
+                optimizer=OptimizerConfig(
+                    name=_enum("optimizer.name", OptimizerName, opt.get("name")),
+                    lr=opt.get("lr"),  # type: ignore[arg-type]
+                    weight_decay=opt.get("weight_decay", 0.0),
+                    momentum=opt.get("momentum"),
+                    nesterov=opt.get("nesterov"),
+                    betas=betas,
+                    alpha=opt.get("alpha"),
+                ),
+                schedule=ScheduleConfig(
+                    name=_enum("schedule.name", ScheduleName, sched.get("name")),
+                    step_every=sched.get("step_every"),
+                    step_gamma=sched.get("step_gamma"),
+                    pct_start=sched.get("pct_start"),
+                    warmup_fraction=sched.get("warmup_fraction"),
+                ),
+                batch_size=data.get("batch_size"),  # type: ignore[arg-type]
+                accumulation_steps=data.get("accumulation_steps", 1),
+                grad_clip_norm=data.get("grad_clip_norm"),
+                precision=_enum("precision", Precision, data.get("precision", "fp32")),
+                compile_mode=_enum("compile_mode", CompileMode, data.get("compile_mode", "off")),
+            )
+        except TypeError as exc:  # a non-number where a number belongs, caught by comparisons
+            raise ConfigError(f"config: {exc}") from None
+
+
+_TOP_FIELDS = frozenset(
+    {
+        "optimizer",
+        "schedule",
+        "batch_size",
+        "accumulation_steps",
+        "grad_clip_norm",
+        "precision",
+        "compile_mode",
+    }
+)
+_OPTIMIZER_FIELDS = frozenset(
+    {"name", "lr", "weight_decay", "momentum", "nesterov", "betas", "alpha"}
+)
+_SCHEDULE_FIELDS = frozenset({"name", "step_every", "step_gamma", "pct_start", "warmup_fraction"})
+
+
+def _int_at_least(field: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise _fail(field, f"must be an integer >= {low}", value)
+
+
+def _mapping(field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(field, "must be a mapping", value)
+    return value
+
+
+def _no_unknown(field: str, data: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{field}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(allowed))}"
+        )
+
+
+def _enum(field: str, enum: type[_E], value: Any) -> _E:
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise _fail(field, f"must be one of {allowed}", value) from None

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from tuner.errors import UserError
+
 _E = TypeVar("_E", bound=StrEnum)
 
 
@@ -47,7 +49,7 @@ class CompileMode(StrEnum):
     MAX_AUTOTUNE_NO_CUDAGRAPHS = "max-autotune-no-cudagraphs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config value is invalid; the message names the field and the bad value."""
 
 

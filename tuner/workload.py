@@ -38,6 +38,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.errors import UserError
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -98,7 +100,7 @@ class Workload:
     eval_batch_size: int = 512
 
 
-class WorkloadError(ValueError):
+class WorkloadError(UserError):
     """A workload reference cannot be resolved to a Workload; the message says why and how."""
 
 

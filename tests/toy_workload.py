@@ -1,0 +1,104 @@
+"""Small real workloads for harness and runner tests: real torch training, in milliseconds.
+
+`WORKLOAD` learns a linearly separable task. `NAN_WORKLOAD` and `OOM_WORKLOAD` fail the way
+real trials fail (a loss that turns NaN, an allocator out-of-memory error) so the failure
+paths are exercised end to end. Loaded by path (`tests/toy_workload.py:WORKLOAD`) like a
+user's own file.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from tuner.workload import Data, Direction, Metric, Workload
+
+
+@functools.lru_cache(maxsize=1)
+def load_data() -> Data:
+    generator = torch.Generator().manual_seed(1234)
+    x = torch.randn(640, 16, generator=generator)
+    y = (x[:, :8].sum(1) > x[:, 8:].sum(1)).long()
+    return Data(x[:512], y[:512], x[512:], y[512:])
+
+
+def build_model() -> nn.Module:
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
+
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (outputs.argmax(-1) == targets).float()
+
+
+WORKLOAD = Workload(
+    name="toy",
+    metric=Metric("accuracy", Direction.MAXIMIZE),
+    build_model=build_model,
+    load_data=load_data,
+    loss=nn.functional.cross_entropy,
+    score=accuracy,
+    description="separable toy task",
+)
+
+
+class _Counting(nn.Module):
+    """Counts forward calls, so a test can check micro-batches actually run."""
+
+    calls = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = build_model()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        type(self).calls += 1
+        return self.inner(x)
+
+
+COUNTING_WORKLOAD = Workload(
+    name="toy-counting",
+    metric=WORKLOAD.metric,
+    build_model=_Counting,
+    load_data=load_data,
+    loss=nn.functional.cross_entropy,
+    score=accuracy,
+)
+
+
+def _nan_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(outputs, targets) * float("nan")
+
+
+NAN_WORKLOAD = Workload(
+    name="toy-nan",
+    metric=WORKLOAD.metric,
+    build_model=build_model,
+    load_data=load_data,
+    loss=_nan_loss,
+    score=accuracy,
+)
+
+
+class _OutOfMemory(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = build_model()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] >= 128:  # large batches "do not fit", as on a real accelerator
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 8.00 GiB total)"
+            )
+        return self.inner(x)
+
+
+OOM_WORKLOAD = Workload(
+    name="toy-oom",
+    metric=WORKLOAD.metric,
+    build_model=_OutOfMemory,
+    load_data=load_data,
+    loss=nn.functional.cross_entropy,
+    score=accuracy,
+)

@@ -1,0 +1,60 @@
+"""How long one trial trains, and how it is observed.
+
+Kept free of torch so a study spec validates instantly. The harness turns a Budget into an
+optimizer-step horizon; the LR schedule is laid over that horizon, so every budget kind runs
+its schedule to completion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tuner.errors import UserError
+
+
+class BudgetError(UserError):
+    """A budget is inconsistent; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Exactly one of epochs, steps or seconds sets the training length of a trial.
+
+    Attributes:
+        epochs: Passes over the training data, counted in micro-batches (drop-last), so the
+            number of optimizer steps falls as accumulation rises.
+        steps: Optimizer steps.
+        seconds: Steady-state training seconds. The step horizon is estimated from the speed
+            of the warm-up steps, so faster configurations train for more steps: the metric
+            then rewards speed, as a wall-clock budget should.
+        evaluations: Validation passes spread evenly over training (the learning curve); the
+            last one is the trial's metric.
+        warmup_steps: Optimizer steps run before training to compile and warm caches. Their
+            updates are discarded (the model is restored to its initial weights), so
+            compilation never touches the result and every timed step is steady state.
+        windows: Timing windows over training; throughput is the median of their rates.
+    """
+
+    epochs: int | None = None
+    steps: int | None = None
+    seconds: float | None = None
+    evaluations: int = 4
+    warmup_steps: int = 3
+    windows: int = 8
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("epochs", "steps", "seconds") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise BudgetError(
+                "budget: give exactly one of epochs, steps or seconds, "
+                f"got {', '.join(given) if given else 'none'}"
+            )
+        length = getattr(self, given[0])
+        if isinstance(length, bool) or not isinstance(length, int | float) or length <= 0:
+            raise BudgetError(f"budget.{given[0]}: must be a number > 0, got {length!r}")
+        if given[0] != "seconds" and not isinstance(length, int):
+            raise BudgetError(f"budget.{given[0]}: must be an integer, got {length!r}")
+        for name, low in (("evaluations", 1), ("warmup_steps", 2), ("windows", 3)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise BudgetError(f"budget.{name}: must be an integer >= {low}, got {value!r}")

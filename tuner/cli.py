@@ -1,0 +1,184 @@
+"""The `tuner` command. Each command parses, calls one library function and prints.
+
+torch is imported only inside `run`, so `--help`, `list`, `show` and `export` answer at once.
+A UserError becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from tuner.attrs import TrialAttr
+from tuner.config import TrialConfig
+from tuner.errors import UserError
+
+DEFAULT_STORAGE_HINT = "studies/tuner.db"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _user_errors(command: _F) -> _F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+storage_option = click.option(
+    "--storage",
+    metavar="URL",
+    help="Optuna storage URL (sqlite:///file.db, postgresql://..., journal:file.log). "
+    f"Default: the spec's storage, else {DEFAULT_STORAGE_HINT}.",
+)
+
+
+def _storage_url(storage: str | None) -> str:
+    from tuner.spec import resolve_storage
+
+    return (
+        resolve_storage(storage, Path.cwd())
+        if storage
+        else resolve_storage(None, Path("studies").resolve())
+    )
+
+
+def _study_ref(study: str, storage: str | None) -> tuple[str, str]:
+    """STUDY is a spec file (name and storage come from it) or a study name."""
+    from tuner.spec import load_spec
+
+    if study.endswith(".toml"):
+        spec = load_spec(study)
+        return spec.name, _storage_url(storage) if storage else spec.storage
+    return study, _storage_url(storage)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tuner")
+def cli() -> None:
+    """Search how to train a PyTorch model: metric and throughput, as a Pareto front."""
+
+
+@cli.command()
+@click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--n-trials", type=click.IntRange(min=1), help="Total trials the study should have.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop starting new trials after this many seconds.",
+)
+@storage_option
+@click.option("--seed", type=click.IntRange(min=0), help="Override the spec's seed.")
+@_user_errors
+def run(
+    spec_file: str,
+    n_trials: int | None,
+    timeout: float | None,
+    storage: str | None,
+    seed: int | None,
+) -> None:
+    """Run (or resume) the study a spec file describes."""
+    from tuner.progress import run_with_progress
+    from tuner.spec import load_spec
+
+    spec = load_spec(spec_file)
+    run_with_progress(spec, n_trials=n_trials, timeout_s=timeout, storage=storage, seed=seed)
+
+
+@cli.command()
+@click.argument("study")
+@storage_option
+@_user_errors
+def show(study: str, storage: str | None) -> None:
+    """Show a study's Pareto front, trial counts and failure reasons.
+
+    STUDY is a spec file or a study name.
+    """
+    from tuner.report import study_report
+    from tuner.results import read_study
+
+    click.echo(study_report(read_study(*_study_ref(study, storage))))
+
+
+@cli.command(name="list")
+@storage_option
+@_user_errors
+def list_(storage: str | None) -> None:
+    """List the studies in a storage."""
+    from tuner.report import format_table
+    from tuner.results import list_studies
+
+    url = _storage_url(storage)
+    rows = [[s.name, str(s.n_trials), s.metric_name, s.objective] for s in list_studies(url)]
+    if not rows:
+        click.echo(f"no studies in {url}")
+        return
+    click.echo(format_table(["study", "trials", "metric", "objective"], rows))
+
+
+@cli.command()
+@click.argument("study")
+@click.option(
+    "--pick",
+    "pick_text",
+    default="fastest-within=0.5%",
+    show_default=True,
+    help="max-metric, max-throughput, fastest-within=X% or trial=N.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json", "python"]),
+    default="yaml",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to this file instead of stdout.",
+)
+@storage_option
+@_user_errors
+def export(study: str, pick_text: str, fmt: str, output: str | None, storage: str | None) -> None:
+    """Export one trial's config as YAML, JSON or a runnable Python snippet.
+
+    STUDY is a spec file or a study name.
+    """
+    from tuner.export import ExportFormat, Provenance, render
+    from tuner.pick import parse_pick, select
+    from tuner.report import device_line
+    from tuner.results import read_study
+
+    pick = parse_pick(pick_text)  # validate before touching the storage
+    view = read_study(*_study_ref(study, storage))
+    trial = select(view, pick)
+    provenance = Provenance(
+        study=view.name,
+        trial=trial.number,
+        metric_name=view.metric_name,
+        metric=trial.metric,
+        throughput=trial.throughput,
+        device=device_line(trial.attrs.get(TrialAttr.DEVICE)),
+    )
+    text = render(TrialConfig.from_dict(trial.config), provenance, ExportFormat(fmt))
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+def main() -> None:
+    cli()

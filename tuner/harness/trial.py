@@ -1,0 +1,241 @@
+"""One trial: a function of (workload, config, budget, device, seed) to a measured result.
+
+Reads top to bottom: set-up, warm-up (compile; updates discarded), horizon, training in timed
+windows with evaluations between them, result. It knows nothing of Optuna: the runner maps the
+result, or the TrialFailure raised here, onto the study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from tuner.attrs import FailureKind
+from tuner.budget import Budget
+from tuner.config import CompileMode, TrialConfig
+from tuner.harness.data import micro_batches, micro_batches_per_epoch
+from tuner.harness.failures import TrialFailure, classify
+from tuner.harness.loop import train_steps
+from tuner.harness.measure import PeakMemory, WindowTimer, median_rate, synchronize
+from tuner.knobs import TrainingSetup, build_optimizer, build_scheduler, build_training
+from tuner.workload import Workload
+
+#: Warm-up batches come from a different stream than training, so training order is the
+#: trial seed's alone.
+_WARMUP_SEED_OFFSET = 1_000_003
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One point of the learning curve."""
+
+    step: int  # optimizer steps done
+    samples: int  # training samples seen
+    train_s: float  # timed training seconds so far (evaluations excluded)
+    metric: float
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    metric: float
+    throughput: float  # median samples/s over windows
+    windows: tuple[float, ...]  # samples/s of each window
+    compile_s: float
+    warmup_s: float
+    peak_memory_bytes: int | None
+    memory_kind: str
+    train_s: float
+    trial_s: float
+    optimizer_steps: int
+    samples: int
+    curve: tuple[Evaluation, ...]
+
+
+def run_trial(
+    workload: Workload,
+    config: TrialConfig,
+    budget: Budget,
+    device: torch.device,
+    seed: int,
+    on_evaluation: Callable[[Evaluation], None] | None = None,
+) -> TrialResult:
+    """Train `workload` under `config` for `budget`, measuring metric, speed and memory.
+
+    Raises:
+        TrialFailure: the trial produced no honest result (diverged, out of memory, compile
+            error, unsupported combination, too few steps to time).
+    """
+    started = time.perf_counter()
+    memory = PeakMemory(device)
+    memory.reset()
+
+    # --- data and model ----------------------------------------------------------------
+    data = workload.load_data()
+    train_x, train_y = data.train_inputs.to(device), data.train_targets.to(device)
+    val_x, val_y = data.val_inputs.to(device), data.val_targets.to(device)
+    per_epoch = micro_batches_per_epoch(len(train_x), config.batch_size)
+    if per_epoch == 0:
+        raise TrialFailure(
+            FailureKind.UNSUPPORTED,
+            f"batch_size {config.batch_size} exceeds the {len(train_x)} training examples",
+        )
+    torch.manual_seed(seed)
+    model = workload.build_model().to(device)
+    initial_state = {name: value.clone() for name, value in model.state_dict().items()}
+    compiled = config.compile_mode is not CompileMode.OFF
+    if compiled:
+        torch._dynamo.reset()  # compiled state from earlier trials must not leak into this one
+
+    # --- warm-up: compile, warm caches, measure a steady step; updates are discarded ------
+    with _failures_as(compiling=compiled):
+        setup = build_training(config, model, budget.warmup_steps, device)
+    warm_batches = micro_batches(train_x, train_y, config.batch_size, seed + _WARMUP_SEED_OFFSET)
+    scratch = torch.zeros((), device=device)
+    step_seconds = []
+    for step in range(budget.warmup_steps):
+        synchronize(device)
+        tick = time.perf_counter()
+        with _failures_as(compiling=compiled and step == 0):
+            train_steps(setup, warm_batches, workload.loss, 1, scratch)
+        synchronize(device)
+        step_seconds.append(time.perf_counter() - tick)
+    steady_step_s = statistics.median(step_seconds[1:])
+    compile_s = max(0.0, step_seconds[0] - steady_step_s) if compiled else 0.0
+
+    # --- horizon, then a clean start from the initial weights ----------------------------
+    total_steps = _horizon(budget, per_epoch, config.accumulation_steps, steady_step_s)
+    model.load_state_dict(initial_state)
+    torch.manual_seed(seed)
+    setup = _fresh_optimizer(setup, config, total_steps, device)
+
+    # --- training in timed windows, evaluations between them -----------------------------
+    boundaries = _window_ends(total_steps, budget.windows)
+    evaluate_at = _evaluation_points(boundaries, budget.evaluations)
+    samples_per_step = config.batch_size * config.accumulation_steps
+    timer = WindowTimer(device)
+    loss_sum = torch.zeros((), device=device)
+    batches = micro_batches(train_x, train_y, config.batch_size, seed)
+    curve: list[Evaluation] = []
+    done = 0
+    for end in boundaries:
+        timer.start()
+        with _failures_as(compiling=False):
+            train_steps(setup, batches, workload.loss, end - done, loss_sum)
+        timer.stop((end - done) * samples_per_step)
+        done = end
+        _check_finite("loss", float(loss_sum), done)
+        if done in evaluate_at:
+            metric = _check_finite(
+                "metric", evaluate(setup.eager_model, workload, val_x, val_y), done
+            )
+            point = Evaluation(done, done * samples_per_step, timer.seconds, metric)
+            curve.append(point)
+            if on_evaluation is not None:
+                on_evaluation(point)
+
+    return TrialResult(
+        metric=curve[-1].metric,
+        throughput=median_rate(timer.windows),
+        windows=tuple(window.rate for window in timer.windows),
+        compile_s=compile_s,
+        warmup_s=sum(step_seconds),
+        peak_memory_bytes=memory.peak_bytes(),
+        memory_kind=memory.kind,
+        train_s=timer.seconds,
+        trial_s=time.perf_counter() - started,
+        optimizer_steps=total_steps,
+        samples=total_steps * samples_per_step,
+        curve=tuple(curve),
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, workload: Workload, inputs: torch.Tensor, targets: torch.Tensor
+) -> float:
+    """Mean of the workload's per-example scores over the validation set, in fp32.
+
+    Evaluates the uncompiled module: the metric judges the trained weights, and eval-mode
+    shapes never trigger a recompile of the training graph.
+    """
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=inputs.device)
+    count = 0
+    for start in range(0, len(inputs), workload.eval_batch_size):
+        stop = start + workload.eval_batch_size
+        scores = workload.score(model(inputs[start:stop]), targets[start:stop])
+        total += scores.double().sum()
+        count += scores.numel()
+    model.train(was_training)
+    return float(total) / count
+
+
+@contextlib.contextmanager
+def _failures_as(compiling: bool) -> Iterator[None]:
+    """Re-raise anything the block raises as a classified TrialFailure."""
+    try:
+        yield
+    except TrialFailure:
+        raise
+    except Exception as exc:
+        raise classify(exc, compiling=compiling) from exc
+
+
+def _check_finite(what: str, value: float, step: int) -> float:
+    if not math.isfinite(value):
+        raise TrialFailure(FailureKind.DIVERGED, f"{what} became {value} by optimizer step {step}")
+    return value
+
+
+def _horizon(budget: Budget, per_epoch: int, accumulation: int, step_s: float) -> int:
+    if budget.steps is not None:
+        steps = budget.steps
+        basis = f"budget.steps={budget.steps}"
+    elif budget.epochs is not None:
+        steps = budget.epochs * per_epoch // accumulation
+        basis = (
+            f"budget.epochs={budget.epochs} x {per_epoch} micro-batches / "
+            f"accumulation {accumulation}"
+        )
+    else:  # Budget guarantees exactly one length is set
+        seconds = budget.seconds or 0.0
+        steps = int(seconds / step_s)
+        basis = f"budget.seconds={budget.seconds} at {step_s:.3f} s/step"
+    if steps < 3:
+        raise TrialFailure(
+            FailureKind.UNMEASURABLE,
+            f"only {steps} optimizer steps ({basis}); at least 3 are needed to time training "
+            "honestly: raise the budget or lower batch_size x accumulation_steps",
+        )
+    return steps
+
+
+def _fresh_optimizer(
+    setup: TrainingSetup, config: TrialConfig, total_steps: int, device: torch.device
+) -> TrainingSetup:
+    """New optimizer, schedule and scaler over the real horizon; the compiled model is kept."""
+    optimizer = build_optimizer(config.optimizer, setup.eager_model.parameters())
+    return dataclasses.replace(
+        setup,
+        optimizer=optimizer,
+        scheduler=build_scheduler(config.schedule, optimizer, total_steps),
+        scaler=torch.amp.GradScaler(device.type, enabled=setup.scaler.is_enabled()),
+    )
+
+
+def _window_ends(total_steps: int, windows: int) -> list[int]:
+    count = min(windows, total_steps)
+    return sorted({round((i + 1) * total_steps / count) for i in range(count)})
+
+
+def _evaluation_points(boundaries: list[int], evaluations: int) -> set[int]:
+    count = min(evaluations, len(boundaries))
+    return {boundaries[round((j + 1) * len(boundaries) / count) - 1] for j in range(count)}

@@ -1,0 +1,78 @@
+"""`tuner run` in the terminal: a progress bar carrying the current front, then the report."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from tuner.report import study_report
+from tuner.results import TrialRecord, metric_key, pareto_front, read_study
+from tuner.runner import prepare, run_study
+from tuner.spec import StudySpec, resolve_storage
+from tuner.workload import Direction
+
+
+def run_with_progress(
+    spec: StudySpec,
+    *,
+    n_trials: int | None,
+    timeout_s: float | None,
+    storage: str | None,
+    seed: int | None,
+) -> None:
+    """Apply command-line overrides, run the study with a live bar, print the report."""
+    overrides: dict[str, object] = {}
+    if storage:
+        overrides["storage"] = resolve_storage(storage, Path.cwd())
+    if seed is not None:
+        overrides["seed"] = seed
+    spec = dataclasses.replace(spec, **overrides)
+    prepared = prepare(spec)
+    metric = prepared.workload.metric
+    for dropped in prepared.dropped:
+        click.echo(f"dropped {dropped['knob']}={dropped['value']}: {dropped['reason']}", err=True)
+
+    records: list[TrialRecord] = []
+    bar = tqdm(total=0, unit="trial", dynamic_ncols=True, file=click.get_text_stream("stderr"))
+
+    def on_start(study: object, remaining: int) -> None:
+        bar.reset(total=remaining)
+        bar.set_description(f"{spec.name}")
+
+    def on_trial(record: TrialRecord) -> None:
+        records.append(record)
+        bar.update(1)
+        bar.set_postfix_str(front_summary(records, metric.name, metric.direction))
+
+    try:
+        summary = run_study(
+            prepared, n_trials=n_trials, timeout_s=timeout_s, on_start=on_start, on_trial=on_trial
+        )
+    finally:
+        bar.close()
+    if summary.stopped_by_timeout:
+        click.echo(f"stopped by the timeout after {summary.ran} trials", err=True)
+    elif summary.ran == 0:
+        click.echo(
+            f"study {spec.name} already has {summary.total} trials; pass --n-trials to add more",
+            err=True,
+        )
+    click.echo(study_report(read_study(summary.study, summary.storage)))
+
+
+def front_summary(records: list[TrialRecord], metric_name: str, direction: Direction) -> str:
+    """One line: front size, the best-metric point and the fastest point."""
+    done = [r for r in records if r.state == "COMPLETE" and r.feasible]
+    failed = len(records) - len(done)
+    if not done:
+        return f"no complete trial yet, {failed} failed"
+    front = pareto_front(done, direction)
+    best = min(front, key=metric_key(direction))
+    fastest = max(front, key=lambda r: r.throughput or 0.0)
+    return (
+        f"front {len(front)} | best {metric_name} {best.metric:.4g} @ {best.throughput:,.0f}/s"
+        f" | fastest {fastest.throughput:,.0f}/s @ {fastest.metric:.4g} | failed {failed}"
+    )

@@ -1,0 +1,224 @@
+"""Study specs: one TOML file names everything a study needs.
+
+Validated completely before anything touches the storage, so a bad spec never leaves a
+half-written study behind. Relative paths in a spec (objective file, space file, SQLite
+database) are resolved against the spec's own folder, so a spec runs the same from any
+working directory.
+
+Example ``studies/digits.toml``::
+
+    [study]
+    name = "digits"
+    objective = "digits"
+    space = "quick"
+    n_trials = 24
+    seed = 0
+
+    [budget]
+    epochs = 8
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from tuner.budget import Budget, BudgetError
+from tuner.errors import UserError
+
+
+class SpecError(UserError):
+    """A spec is invalid; the one-line message names the file, the field and the fix."""
+
+
+class SamplerName(StrEnum):
+    TPE = "tpe"
+    NSGA2 = "nsga2"
+    RANDOM = "random"
+
+
+_SECTIONS: dict[str, frozenset[str]] = {
+    "study": frozenset(
+        {
+            "name",
+            "objective",
+            "space",
+            "n_trials",
+            "timeout_s",
+            "seed",
+            "sampler",
+            "n_startup_trials",
+            "storage",
+        }
+    ),
+    "budget": frozenset({"epochs", "steps", "seconds", "evaluations", "warmup_steps", "windows"}),
+    "run": frozenset({"device", "threads", "memory_budget_mb"}),
+}
+_DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_DB = "tuner.db"
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study spec. `storage` is a full Optuna storage URL."""
+
+    name: str
+    objective: str
+    space: str
+    budget: Budget
+    storage: str
+    n_trials: int = 20
+    timeout_s: float | None = None
+    seed: int = 0
+    sampler: SamplerName = SamplerName.TPE
+    n_startup_trials: int = 10
+    device: str = "auto"
+    threads: int | None = 1
+    memory_budget_mb: float | None = None
+    source: str = field(default="<spec>", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, stored on the study so a worker needs nothing but the storage."""
+        data = asdict(self)
+        data.pop("source")
+        data["sampler"] = self.sampler.value
+        return data
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a re-run to resume a study rather than mix two experiments."""
+        data = self.to_dict()
+        for volatile in ("n_trials", "timeout_s", "storage", "device", "threads"):
+            data.pop(volatile)
+        return data
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study spec file.
+
+    Raises:
+        SpecError: on the first problem, naming file, field, bad value and fix.
+    """
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise SpecError(f"{where}: no such spec file")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{where}: not valid TOML: {exc}") from None
+    for section, value in raw.items():
+        if section not in _SECTIONS:
+            raise SpecError(
+                f"{where}: unknown section [{section}]; allowed: {', '.join(_SECTIONS)}"
+            )
+        if not isinstance(value, dict):
+            raise SpecError(f"{where}: {section} must be a [{section}] table")
+        unknown = sorted(set(value) - _SECTIONS[section])
+        if unknown:
+            allowed = ", ".join(sorted(_SECTIONS[section]))
+            raise SpecError(f"{where}: {section}.{unknown[0]}: unknown key; allowed: {allowed}")
+    check = _Checker(where, raw)
+    base = path.parent.resolve()
+    try:
+        budget = Budget(**raw.get("budget", {}))
+    except BudgetError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    return StudySpec(
+        name=check.text("study.name", required=True),
+        objective=_resolve_reference(check.text("study.objective", required=True), base),
+        space=_resolve_space(check.text("study.space", default="default"), base),
+        budget=budget,
+        storage=resolve_storage(check.text("study.storage", default="") or None, base),
+        n_trials=check.integer("study.n_trials", 1, default=20),
+        timeout_s=check.number("study.timeout_s"),
+        seed=check.integer("study.seed", 0, default=0),
+        sampler=check.sampler("study.sampler"),
+        n_startup_trials=check.integer("study.n_startup_trials", 1, default=10),
+        device=check.text("run.device", default="auto", allowed=_DEVICES),
+        threads=check.integer("run.threads", 1, default=1),
+        memory_budget_mb=check.number("run.memory_budget_mb"),
+        source=where,
+    )
+
+
+def resolve_storage(url: str | None, base: Path) -> str:
+    """An Optuna storage URL; relative SQLite paths are anchored at `base`."""
+    if url is None:
+        return f"sqlite:///{base / DEFAULT_DB}"
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        return f"{prefix}{base / url[len(prefix) :]}"
+    return url
+
+
+def _resolve_reference(reference: str, base: Path) -> str:
+    module, sep, attr = reference.rpartition(":")
+    if sep and module.endswith(".py") and not Path(module).is_absolute():
+        return f"{base / module}:{attr}"
+    return reference
+
+
+def _resolve_space(reference: str, base: Path) -> str:
+    if reference.endswith(".toml") and not Path(reference).is_absolute():
+        return str(base / reference)
+    return reference
+
+
+class _Checker:
+    """Typed reads of `[section] key` values, with errors that name the field."""
+
+    def __init__(self, where: str, raw: dict[str, Any]) -> None:
+        self.where = where
+        self._raw = raw
+
+    def _get(self, field: str, default: Any) -> Any:
+        section, key = field.split(".")
+        return self._raw.get(section, {}).get(key, default)
+
+    def _error(self, field: str, message: str, value: Any) -> SpecError:
+        return SpecError(f"{self.where}: {field}: {message}, got {value!r}")
+
+    def text(
+        self,
+        field: str,
+        *,
+        required: bool = False,
+        default: str = "",
+        allowed: tuple[str, ...] | None = None,
+    ) -> str:
+        value = self._get(field, None)
+        if value is None:
+            if required:
+                key = field.split(".")[1]
+                raise SpecError(f'{self.where}: {field}: required; add {key} = "..."')
+            return default
+        if not isinstance(value, str) or not value.strip():
+            raise self._error(field, "must be a non-empty string", value)
+        if allowed is not None and value not in allowed:
+            raise self._error(field, f"must be one of {', '.join(allowed)}", value)
+        return value
+
+    def integer(self, field: str, low: int, *, default: int) -> int:
+        value = self._get(field, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise self._error(field, f"must be an integer >= {low}", value)
+        return value
+
+    def number(self, field: str) -> float | None:
+        value = self._get(field, None)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self._error(field, "must be a number > 0", value)
+        return float(value)
+
+    def sampler(self, field: str) -> SamplerName:
+        value = self._get(field, SamplerName.TPE.value)
+        try:
+            return SamplerName(value)
+        except ValueError:
+            allowed = ", ".join(member.value for member in SamplerName)
+            raise self._error(field, f"must be one of {allowed}", value) from None

@@ -1,0 +1,60 @@
+"""Opening Optuna storages for the runner (create) and for readers (must already exist).
+
+Readers never create anything: SQLAlchemy would happily make an empty database for a mistyped
+SQLite path, and a user would then see "no studies" instead of "wrong path".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from tuner.errors import UserError
+
+_SQLITE = "sqlite:///"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL, or None for other storages."""
+    return Path(url[len(_SQLITE) :]) if url.startswith(_SQLITE) else None
+
+
+def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
+    """An Optuna storage for `url`; with create=False a missing SQLite file is a UserError."""
+    path = sqlite_path(url)
+    if path is not None:
+        if not create and not path.is_file():
+            raise UserError(
+                f"--storage: no database at {path}; run `tuner run SPEC` first or pass the "
+                "right --storage URL"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if url.startswith(("sqlite:", "postgresql", "mysql")):
+            # A generous SQLite lock timeout lets a reader (show, app) poll while a run writes.
+            kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        if url.startswith("journal:"):
+            backend = optuna.storages.journal.JournalFileBackend(url[len("journal:") :])
+            return optuna.storages.JournalStorage(backend)
+    except Exception as exc:
+        raise UserError(f"--storage: cannot open {url!r}: {type(exc).__name__}: {exc}") from None
+    raise UserError(
+        f"--storage: unsupported URL {url!r}; use sqlite:///path.db, postgresql://... "
+        "or journal:path.log"
+    )
+
+
+def load_study(name: str, url: str) -> optuna.Study:
+    """An existing study, or a UserError that says how to find the right name."""
+    storage = open_storage(url, create=False)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        known = ", ".join(sorted(names)) or "none"
+        raise UserError(
+            f"STUDY: no study named {name!r} in {url}; studies there: {known}"
+        ) from None

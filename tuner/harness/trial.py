@@ -132,9 +132,9 @@ def run_trial(
         done = end
         _check_finite("loss", float(loss_sum), done)
         if done in evaluate_at:
-            metric = _check_finite(
-                "metric", evaluate(setup.eager_model, workload, val_x, val_y), done
-            )
+            with _failures_as(compiling=False):
+                metric = evaluate(setup.eager_model, workload, val_x, val_y)
+            _check_finite("metric", metric, done)
             point = Evaluation(done, done * samples_per_step, timer.seconds, metric)
             curve.append(point)
             if on_evaluation is not None:

@@ -1,0 +1,141 @@
+"""The study runner against real SQLite storage and real (toy) training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tuner.attrs import FailureKind, StudyAttr, TrialAttr
+from tuner.errors import UserError
+from tuner.results import read_study
+from tuner.runner import prepare, run_study
+from tuner.spec import StudySpec, load_spec
+
+TOY = Path(__file__).with_name("toy_workload.py")
+
+SPACE = """
+extends = "quick"
+[performance]
+compile_mode = ["off", "reduce-overhead"]   # reduce-overhead needs CUDA graphs: dropped on CPU
+"""
+
+
+def write_spec(
+    tmp_path: Path, workload: str = "WORKLOAD", extra: str = "", **study: object
+) -> StudySpec:
+    (tmp_path / "space.toml").write_text(SPACE)
+    fields = {"name": "toy", "n_trials": 4, "seed": 0, "n_startup_trials": 2, **study}
+    lines = [f"{k} = {v!r}".replace("'", '"') for k, v in fields.items()]
+    text = (
+        "[study]\n" + "\n".join(lines) + f'\nobjective = "{TOY}:{workload}"\nspace = "space.toml"\n'
+    )
+    text += "[budget]\nsteps = 12\nevaluations = 2\n" + extra
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return load_spec(path)
+
+
+def test_study_stores_every_result_and_the_study_context(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    summary = run_study(prepare(spec))
+    assert (summary.ran, summary.total) == (4, 4)
+
+    study = optuna.load_study(study_name="toy", storage=spec.storage)
+    assert study.metric_names == ["accuracy", "throughput"]
+    assert study.user_attrs[StudyAttr.SPEC]["budget"]["steps"] == 12
+    assert study.user_attrs[StudyAttr.METRIC_DIRECTION] == "maximize"
+    dropped = study.user_attrs[StudyAttr.DROPPED]
+    assert {"knob": "compile_mode", "value": "reduce-overhead"}.items() <= dropped[0].items()
+    assert "CUDA" in dropped[0]["reason"]
+    assert "reduce-overhead" not in str(study.user_attrs[StudyAttr.SPACE]["performance"])
+
+    for trial in study.trials:
+        if trial.state is not TrialState.COMPLETE:
+            assert trial.user_attrs[TrialAttr.FAILURE_REASON]
+            continue
+        attrs = trial.user_attrs
+        assert trial.values == [attrs[TrialAttr.METRIC], attrs[TrialAttr.THROUGHPUT]]
+        assert attrs[TrialAttr.CONFIG]["compile_mode"] == "off"  # fixed by hardware awareness
+        assert attrs[TrialAttr.SEED] == trial.number
+        assert attrs[TrialAttr.DEVICE]["type"] == "cpu"
+        assert len(attrs[TrialAttr.THROUGHPUT_WINDOWS]) >= 3
+        assert [p["step"] for p in attrs[TrialAttr.CURVE]][-1] == 12
+        assert attrs[TrialAttr.PEAK_MEMORY_BYTES] > 0
+        for key in (TrialAttr.COMPILE_S, TrialAttr.TRAIN_S, TrialAttr.TRIAL_S, TrialAttr.SAMPLES):
+            assert key in attrs
+
+
+def test_rerunning_a_spec_resumes_the_same_study(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    run_study(prepare(spec))
+    again = run_study(prepare(spec))
+    assert again.ran == 0
+    more = run_study(prepare(spec), n_trials=6)
+    assert (more.ran, more.total) == (2, 6)
+    summaries = optuna.get_all_study_summaries(spec.storage)
+    assert [s.study_name for s in summaries] == ["toy"]
+    assert [
+        t.number for t in optuna.load_study(study_name="toy", storage=spec.storage).trials
+    ] == list(range(6))
+
+
+def test_a_different_experiment_under_the_same_name_is_refused(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    run_study(prepare(spec))
+    changed = write_spec(tmp_path, seed=1)
+    with pytest.raises(UserError, match="already exists with a different seed"):
+        run_study(prepare(changed))
+    assert len(optuna.load_study(study_name="toy", storage=spec.storage).trials) == 4
+
+
+def test_same_seed_samples_the_same_configs(tmp_path: Path) -> None:
+    configs = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        spec = write_spec(tmp_path / folder, n_trials=2, n_startup_trials=5)
+        run_study(prepare(spec))
+        study = optuna.load_study(study_name="toy", storage=spec.storage)
+        configs.append([t.user_attrs[TrialAttr.CONFIG] for t in study.trials])
+    assert configs[0] == configs[1]
+
+
+def test_diverging_trials_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, workload="NAN_WORKLOAD", n_trials=3)
+    summary = run_study(prepare(spec))
+    assert summary.total == 3
+    view = read_study("toy", spec.storage)
+    assert [t.state for t in view.trials] == ["FAIL"] * 3
+    assert list(view.failures()) == [FailureKind.DIVERGED]
+    assert all("nan" in t.attrs[TrialAttr.FAILURE_REASON] for t in view.trials)
+
+
+def test_out_of_memory_fails_only_the_trials_that_hit_it(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, workload="OOM_WORKLOAD", n_trials=8, n_startup_trials=8)
+    run_study(prepare(spec))
+    view = read_study("toy", spec.storage)
+    for trial in view.trials:
+        big = trial.config["batch_size"] >= 128
+        assert (trial.state == "FAIL") == big
+        if big:
+            assert trial.attrs[TrialAttr.FAILURE_KIND] == FailureKind.OUT_OF_MEMORY
+    assert view.completed(), "some trials should have used small batches"
+
+
+def test_memory_budget_is_a_constraint_not_a_crash(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, extra="[run]\nmemory_budget_mb = 1\n", n_trials=2)
+    run_study(prepare(spec))
+    view = read_study("toy", spec.storage)
+    assert view.completed() == []
+    assert len(view.infeasible()) == 2
+    study = optuna.load_study(study_name="toy", storage=spec.storage)
+    assert all(t.constraints["memory_mb"] > 0 for t in study.trials)
+
+
+def test_bad_workload_reference_creates_nothing(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, workload="MISSING")
+    with pytest.raises(UserError, match="has no attribute 'MISSING'"):
+        prepare(spec)
+    assert not (tmp_path / "tuner.db").exists()

@@ -28,9 +28,11 @@ def knob_summary(config: dict[str, Any] | None) -> dict[str, str]:
 def device_line(device: dict[str, Any] | None) -> str:
     if not device:
         return "unknown device"
-    threads = device.get("threads")
+    threads = device.get("torch_threads")
     detail = f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
-    return f"{device.get('type')} ({device.get('name')}{detail}), torch {device.get('torch')}"
+    return (
+        f"{device.get('type')} ({device.get('name')}{detail}), torch {device.get('torch_version')}"
+    )
 
 
 def trials_table(view: StudyView, trials: Sequence[TrialRecord]) -> str:

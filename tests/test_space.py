@@ -1,0 +1,439 @@
+"""Search spaces: loading, validation messages, extends, sampling and hardware restriction."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from tuner.config import (
+    CompileMode,
+    OptimizerConfig,
+    OptimizerName,
+    Precision,
+    ScheduleConfig,
+    ScheduleName,
+    TrialConfig,
+)
+from tuner.hardware import Capabilities
+from tuner.space import (
+    Choice,
+    Clipping,
+    Dropped,
+    Fixed,
+    FloatRange,
+    IntRange,
+    Knob,
+    SearchSpace,
+    SpaceError,
+    builtin_spaces,
+    load_space,
+    restrict,
+    sample_config,
+)
+
+TOP_PARAMS = (
+    "optimizer",
+    "schedule",
+    "batch_size",
+    "accumulation_steps",
+    "clipping",
+    "precision",
+    "compile_mode",
+)
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def searched_knobs(space: SearchSpace) -> dict[str, Knob]:
+    """Every Optuna parameter name the space can produce, with its knob (fixed ones included)."""
+    knobs: dict[str, Knob] = {
+        "optimizer": Choice(tuple(b.name for b in space.optimizers)),
+        "schedule": Choice(tuple(b.name for b in space.schedules)),
+        "batch_size": space.batch_size,
+        "accumulation_steps": space.accumulation_steps,
+        "clipping": space.clipping,
+        "clipping.max_norm": space.max_norm,
+        "precision": space.precision,
+        "compile_mode": space.compile_mode,
+    }
+    for branch in (*space.optimizers, *space.schedules):
+        for name, knob in branch.params:
+            knobs[f"{branch.name}.{name}"] = knob
+    return knobs
+
+
+def contains(knob: Knob, value: Any) -> bool:
+    if isinstance(knob, Fixed):
+        return value == knob.value
+    if isinstance(knob, Choice):
+        return value in knob.values
+    if isinstance(knob, IntRange):
+        return knob.low <= value <= knob.high and (value - knob.low) % knob.step == 0
+    return knob.low <= value <= knob.high
+
+
+def expected_params(space: SearchSpace, config: TrialConfig) -> set[str]:
+    """The parameter names a trial must have: searched top-level knobs and the chosen branches'."""
+    knobs = searched_knobs(space)
+    names = {name for name in TOP_PARAMS if not isinstance(knobs[name], Fixed)}
+    if len(space.optimizers) == 1:
+        names.discard("optimizer")
+    if len(space.schedules) == 1:
+        names.discard("schedule")
+    for prefix in (config.optimizer.name, config.schedule.name):
+        names |= {
+            n for n, k in knobs.items() if n.startswith(f"{prefix}.") and not isinstance(k, Fixed)
+        }
+    if config.grad_clip_norm is not None and not isinstance(space.max_norm, Fixed):
+        names.add("clipping.max_norm")
+    return names
+
+
+def sample_many(
+    space: SearchSpace, n: int, seed: int = 0
+) -> list[tuple[dict[str, Any], TrialConfig]]:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        config = sample_config(trial, space)
+        out.append((dict(trial.params), config))
+    return out
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["default", "quick"])
+def test_builtin_space_loads_and_round_trips(name: str) -> None:
+    assert name in builtin_spaces()
+    space = load_space(name)
+    data = space.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert SearchSpace.from_dict(data) == space
+    assert SearchSpace.from_dict(json.loads(json.dumps(data))) == space
+
+
+def test_quick_narrows_default_and_keeps_every_optimizer_and_precision() -> None:
+    default, quick = load_space("default"), load_space("quick")
+    assert quick.batch_size == Choice((32, 64, 128, 256))
+    assert quick.accumulation_steps == IntRange(1, 4)
+    assert quick.compile_mode == Choice(("off", "default"))
+    assert quick.optimizers == default.optimizers
+    assert quick.precision == default.precision == Choice(("fp32", "bf16", "fp16"))
+
+
+def test_empty_file_gives_documented_defaults(tmp_path: Path) -> None:
+    space = load_space(write(tmp_path, "empty.toml", ""))
+    config = sample_config(optuna.trial.FixedTrial({}), space)
+    assert config == TrialConfig(
+        optimizer=OptimizerConfig(
+            OptimizerName.ADAMW, lr=1e-3, weight_decay=0.01, betas=(0.9, 0.999)
+        ),
+        schedule=ScheduleConfig(ScheduleName.CONSTANT),
+        batch_size=32,
+    )
+
+
+def test_shared_optimizer_value_applies_unless_overridden(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "s.toml",
+        '[optimizer]\nchoices = ["sgd", "adam"]\nlr = 0.05\n[optimizer.adam]\nlr = 0.001\n',
+    )
+    params = {branch.name: dict(branch.params) for branch in load_space(path).optimizers}
+    assert params["sgd"]["lr"] == Fixed(0.05)
+    assert params["adam"]["lr"] == Fixed(0.001)
+    assert "momentum" not in params["adam"]
+
+
+def test_one_element_list_is_fixed_and_ints_widen_to_float(tmp_path: Path) -> None:
+    path = write(tmp_path, "s.toml", '[clipping]\nchoices = ["norm"]\nmax_norm = [1, 2]\n')
+    space = load_space(path)
+    assert space.clipping == Fixed("norm")
+    assert space.max_norm == Choice((1.0, 2.0))
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+BAD_SPACES = [
+    ("[batch]\nbatch_size = [32, 48]\n", "batch.batch_size: 48 is not a power of two"),
+    ("[batch]\nbatch_size = { low = 16, high = 64 }\n", "batch.batch_size:"),
+    ("[batch]\naccumulation_steps = { low = 1, high = 128 }\n", "accumulation_steps.high: 128"),
+    ("[batch]\naccumulation_steps = 2.5\n", "batch.accumulation_steps: 2.5 is not an integer"),
+    ("[optimizer.sgd]\nbeta1 = 0.9\n", "optimizer.sgd.beta1: unknown key; allowed here: lr,"),
+    ("[optimiser]\n", "optimiser: unknown key"),
+    ('[optimizer.adam]\nlr = "fast"\n', 'optimizer.adam.lr: "fast" is not a number'),
+    ("[optimizer.adam]\nlr = { low = 0.1, high = 0.001 }\n", "optimizer.adam.lr: low = 0.1 is"),
+    ("[optimizer.adam]\nlr = -0.1\n", "optimizer.adam.lr: -0.1 is not > 0"),
+    ("[optimizer]\nweight_decay = { low = 0, high = 0.1, log = true }\n", "weight_decay: low = 0"),
+    ("[optimizer]\nweight_decay = 2\n", "optimizer.weight_decay: 2 is outside [0, 1]"),
+    ("[optimizer.sgd]\nmomentum = 1.5\n", "optimizer.sgd.momentum: 1.5 is outside [0, 0.999]"),
+    ("[optimizer.adamw]\nbeta2 = 1.0\n", "optimizer.adamw.beta2: 1.0 is outside"),
+    ("[optimizer]\nchoices = []\n", "optimizer.choices: [] is an empty list"),
+    ('[optimizer]\nchoices = ["sgd", "lion"]\n', 'optimizer.choices: "lion" is not an optimizer'),
+    (
+        '[optimizer]\nchoices = ["sgd"]\n[optimizer.sgd]\nnesterov = [true, false]\n'
+        "momentum = { low = 0.0, high = 0.9 }\n",
+        "optimizer.sgd.momentum: {",
+    ),
+    ('[optimizer]\nchoices = ["adam"]\n[optimizer.rmsprop]\nalpha = 2\n', "rmsprop.alpha: 2"),
+    (
+        '[schedule]\nchoices = ["warmup_cosine"]\n[schedule.warmup_cosine]\nwarmup_fraction = 0\n',
+        "schedule.warmup_cosine.warmup_fraction: 0 is outside",
+    ),
+    ('[performance]\nprecision = ["fp32", "fp8"]\n', 'performance.precision: "fp8" is not a'),
+    ('[performance]\ncompile_mode = "fast"\n', 'performance.compile_mode: "fast" is not'),
+    ("[clipping]\nmax_norm = { low = 1, high = 8, step = 1 }\n", "clipping.max_norm.step: unknown"),
+    ("[clipping]\nmax_norm = inf\n", "clipping.max_norm: Infinity is not > 0"),
+    ('[optimizer.sgd]\nnesterov = "yes"\n', 'optimizer.sgd.nesterov: "yes" is not a boolean'),
+    ("[batch]\nbatch_size = [32, 32]\n", "batch.batch_size: [32, 32] lists a value twice"),
+    ("batch = 3\n", "batch: 3 is not a table"),
+    ("extends = 3\n", "extends: 3 is not a name"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_SPACES)
+def test_bad_space_names_file_field_and_value(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, "bad.toml", text)
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+    assert "\n" not in message
+    assert "; " in message  # every message ends with what to do
+
+
+def test_nesterov_with_default_momentum_is_rejected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "s.toml", '[optimizer]\nchoices = ["sgd"]\n[optimizer.sgd]\nnesterov = true\n'
+    )
+    with pytest.raises(SpaceError, match=r"optimizer\.sgd\.momentum: 0\.0 allows momentum = 0"):
+        load_space(path)
+
+
+def test_toml_syntax_error_reports_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "s.toml", "[batch]\nbatch_size = 32\naccumulation_steps = 1 2\n")
+    with pytest.raises(SpaceError, match=r"s\.toml: invalid TOML: .*line 3"):
+        load_space(path)
+
+
+def test_missing_file_and_unknown_name(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError, match=r"no such file; .*built-in name .*default, quick"):
+        load_space(tmp_path / "absent.toml")
+    with pytest.raises(SpaceError, match=r"^nonsense: no such file"):
+        load_space("nonsense")
+
+
+def test_from_dict_revalidates() -> None:
+    data = load_space("default").to_dict()
+    data["batch"]["batch_size"] = [24]
+    with pytest.raises(SpaceError, match=r"^stored space: batch\.batch_size: 24 is not a power"):
+        SearchSpace.from_dict(data)
+
+
+# --- extends -------------------------------------------------------------------------------------
+
+
+def test_extends_fixes_optimizer_and_narrows_lr(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "child.toml",
+        'extends = "default"\n[optimizer]\nchoices = ["adamw"]\n'
+        "[optimizer.adamw]\nlr = { low = 1e-3, high = 3e-3 }\n",
+    )
+    space, default = load_space(path), load_space("default")
+    (adamw,) = space.optimizers
+    params = dict(adamw.params)
+    assert params["lr"] == FloatRange(1e-3, 3e-3)  # replaced whole: log is not inherited
+    assert params["beta2"] == dict(default.optimizers[2].params)["beta2"]
+    assert params["weight_decay"] == FloatRange(1e-6, 0.1, log=True)  # shared, from the base
+    assert space.batch_size == default.batch_size
+    assert space.schedules == default.schedules
+    for params_seen, config in sample_many(space, 20):
+        assert "optimizer" not in params_seen
+        assert config.optimizer.name is OptimizerName.ADAMW
+        assert 1e-3 <= config.optimizer.lr <= 3e-3
+
+
+def test_extends_relative_path_and_errors_name_the_file_that_wrote_them(tmp_path: Path) -> None:
+    write(tmp_path, "base.toml", "[batch]\nbatch_size = [16, 24]\n")
+    (tmp_path / "sub").mkdir()
+    child = write(tmp_path / "sub", "child.toml", 'extends = "../base.toml"\n[clipping]\n')
+    with pytest.raises(SpaceError, match=r"base\.toml: batch\.batch_size: 24 is not a power"):
+        load_space(child)
+    fixed = write(
+        tmp_path / "sub", "fixed.toml", 'extends = "../base.toml"\n[batch]\nbatch_size = 64\n'
+    )
+    assert load_space(fixed).batch_size == Fixed(64)
+    bad = write(tmp_path / "sub", "bad.toml", 'extends = "../base.toml"\n[batch]\nbatch_size = 3\n')
+    with pytest.raises(SpaceError, match=r"sub/bad\.toml: batch\.batch_size: 3"):
+        load_space(bad)
+
+
+def test_extends_cycle_is_detected(tmp_path: Path) -> None:
+    a = write(tmp_path, "a.toml", 'extends = "b.toml"\n')
+    write(tmp_path, "b.toml", 'extends = "a.toml"\n')
+    with pytest.raises(
+        SpaceError, match=r"b\.toml: extends: \"a\.toml\" makes a cycle \(.*a\.toml"
+    ):
+        load_space(a)
+    self_ref = write(tmp_path, "self.toml", 'extends = "self.toml"\n')
+    with pytest.raises(SpaceError, match="makes a cycle"):
+        load_space(self_ref)
+
+
+def test_extends_missing_base_names_the_extending_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "child.toml", 'extends = "nothere.toml"\n')
+    with pytest.raises(SpaceError, match=r"child\.toml: extends: .*nothere\.toml: no such file"):
+        load_space(path)
+
+
+# --- sampling ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["default", "quick"])
+def test_sampled_configs_are_valid_conditional_and_cover_every_choice(name: str) -> None:
+    space = load_space(name)
+    knobs = searched_knobs(space)
+    seen: dict[str, set[Any]] = defaultdict(set)
+    for params, config in sample_many(space, 200):
+        assert isinstance(config, TrialConfig)  # construction validated every field
+        assert set(params) == expected_params(space, config)
+        for param, value in params.items():
+            assert type(value) in (str, int, float, bool)
+            assert contains(knobs[param], value), (param, value)
+            seen[param].add(value)
+        assert config.optimizer.name == params["optimizer"]
+        assert config.batch_size == params["batch_size"]
+    for param, knob in knobs.items():
+        if isinstance(knob, Choice):
+            assert seen[param] == set(knob.values), param
+
+
+def test_same_seed_gives_same_configs() -> None:
+    space = load_space("default")
+    first = [config for _, config in sample_many(space, 30, seed=7)]
+    second = [config for _, config in sample_many(space, 30, seed=7)]
+    other = [config for _, config in sample_many(space, 30, seed=8)]
+    assert first == second
+    assert first != other
+
+
+def test_fixed_knobs_are_in_the_config_but_not_suggested(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "s.toml",
+        'extends = "default"\n[optimizer]\nchoices = "sgd"\n[optimizer.sgd]\nlr = 0.05\n'
+        'nesterov = false\n[performance]\nprecision = "bf16"\n',
+    )
+    space = load_space(path)
+    for params, config in sample_many(space, 20):
+        assert not {"optimizer", "sgd.lr", "sgd.nesterov", "precision"} & set(params)
+        assert "sgd.momentum" in params
+        assert (config.optimizer.name, config.optimizer.lr) == (OptimizerName.SGD, 0.05)
+        assert config.optimizer.nesterov is False
+        assert config.precision is Precision.BF16
+
+
+def test_fixed_trial_builds_the_named_config() -> None:
+    params = {
+        "optimizer": "rmsprop",
+        "rmsprop.lr": 3e-3,
+        "rmsprop.weight_decay": 1e-4,
+        "rmsprop.momentum": 0.5,
+        "rmsprop.alpha": 0.95,
+        "schedule": "step",
+        "step.step_every": 0.25,
+        "step.step_gamma": 0.5,
+        "batch_size": 64,
+        "accumulation_steps": 2,
+        "clipping": "norm",
+        "clipping.max_norm": 1.5,
+        "precision": "bf16",
+        "compile_mode": "default",
+    }
+    config = sample_config(optuna.trial.FixedTrial(params), load_space("default"))
+    assert config == TrialConfig(
+        optimizer=OptimizerConfig(
+            OptimizerName.RMSPROP, lr=3e-3, weight_decay=1e-4, momentum=0.5, alpha=0.95
+        ),
+        schedule=ScheduleConfig(ScheduleName.STEP, step_every=0.25, step_gamma=0.5),
+        batch_size=64,
+        accumulation_steps=2,
+        grad_clip_norm=1.5,
+        precision=Precision.BF16,
+        compile_mode=CompileMode.DEFAULT,
+    )
+
+
+def test_clipping_off_suggests_no_max_norm() -> None:
+    params = {"optimizer": "adam", "adam.lr": 1e-3, "adam.weight_decay": 1e-4, "adam.beta1": 0.9}
+    params |= {"adam.beta2": 0.99, "schedule": "cosine", "batch_size": 32}
+    params |= {"accumulation_steps": 1, "clipping": Clipping.OFF.value}
+    params |= {"precision": "fp32", "compile_mode": "off"}
+    config = sample_config(optuna.trial.FixedTrial(params), load_space("default"))
+    assert config.grad_clip_norm is None
+    assert config.optimizer.betas == (0.9, 0.99)
+
+
+# --- hardware restriction ------------------------------------------------------------------------
+
+
+def test_restrict_drops_unsupported_choices_with_reasons() -> None:
+    caps = Capabilities(
+        unsupported_precisions={Precision.FP16: "no fp16 here"},
+        unsupported_compile_modes={CompileMode.MAX_AUTOTUNE: "no autotune"},
+    )
+    space, dropped = restrict(load_space("default"), caps)
+    assert space.precision == Choice(("fp32", "bf16"))
+    assert "max-autotune" not in space.compile_mode.to_raw()
+    assert dropped == (
+        Dropped("precision", "fp16", "no fp16 here"),
+        Dropped("compile_mode", "max-autotune", "no autotune"),
+    )
+    assert json.dumps([d.to_dict() for d in dropped])
+    assert SearchSpace.from_dict(space.to_dict()) == space
+
+
+def test_restrict_to_one_value_fixes_the_knob_and_keeps_supported_spaces() -> None:
+    quick = load_space("quick")
+    caps = Capabilities(unsupported_compile_modes={CompileMode.DEFAULT: "no compiler"})
+    space, _ = restrict(quick, caps)
+    assert space.compile_mode == Fixed("off")
+    assert restrict(quick, Capabilities()) == (quick, ())
+
+
+def test_restrict_rejects_a_fixed_unsupported_value(tmp_path: Path) -> None:
+    space = load_space(write(tmp_path, "s.toml", '[performance]\nprecision = "fp16"\n'))
+    caps = Capabilities(unsupported_precisions={Precision.FP16: "fp16 autocast failed"})
+    with pytest.raises(
+        SpaceError,
+        match=r"performance\.precision: this device cannot run precision=fp16: fp16 autocast "
+        r"failed; set performance\.precision to one of fp32, bf16",
+    ):
+        restrict(space, caps)
+
+
+def test_restrict_rejects_a_knob_with_no_supported_choice(tmp_path: Path) -> None:
+    text = '[performance]\ncompile_mode = ["reduce-overhead", "max-autotune"]\n'
+    space = load_space(write(tmp_path, "s.toml", text))
+    reason = "CUDA graphs need a CUDA device"
+    caps = Capabilities(
+        unsupported_compile_modes={
+            CompileMode.REDUCE_OVERHEAD: reason,
+            CompileMode.MAX_AUTOTUNE: reason,
+        }
+    )
+    with pytest.raises(SpaceError, match=r"cannot run any of compile_mode=reduce-overhead, max-"):
+        restrict(space, caps)

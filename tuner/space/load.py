@@ -1,0 +1,122 @@
+"""Finding and reading space files: built-in names, paths, and ``extends`` chains.
+
+A file may start with ``extends = "default"`` (a built-in name) or ``extends = "base.toml"`` (a
+path relative to the file). It is then deep-merged over its base: tables merge key by key, and
+anything else the file writes (one value, a list, a range table) replaces the base's value whole.
+A range is replaced whole on purpose: merging ``{ low = 1, high = 4 }`` into a base range that
+had ``log = true`` would keep a setting the file does not show. So a user space can fix or narrow
+any knob in a few lines. Note that a per-choice value (``[optimizer.sgd] lr``) still wins over a
+shared one (``[optimizer] lr``), whichever file wrote each.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from tuner.space.parse import parse_space
+from tuner.space.schema import SearchSpace, Source, SpaceError
+
+
+def builtin_spaces() -> tuple[str, ...]:
+    """Names of the spaces shipped in the ``search_spaces`` package (``default``, ``quick``)."""
+    files = resources.files("search_spaces").iterdir()
+    return tuple(sorted(f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")))
+
+
+def load_space(ref: str | Path) -> SearchSpace:
+    """Load a built-in space by name, or a space file by path, and validate it.
+
+    A string equal to a built-in name means the built-in; anything else is a path.
+
+    Example:
+        >>> space = load_space("quick")
+        >>> [branch.name for branch in space.optimizers]
+        ['sgd', 'adam', 'adamw', 'rmsprop']
+
+    Raises:
+        SpaceError: the file is missing, is not valid TOML, has an ``extends`` cycle, or holds
+            an invalid field; the one-line message names the file, field, value and fix.
+    """
+    path, label = _locate(ref, None)
+    origins: dict[str, str] = {}
+    raw = _read(path, label, origins, ())
+    return parse_space(raw, Source(label, origins))
+
+
+def _locate(ref: str | Path, relative_to: Path | None) -> tuple[Path, str]:
+    """The file of ``ref`` and the label errors call it by."""
+    if isinstance(ref, str) and ref in builtin_spaces():
+        return Path(str(resources.files("search_spaces") / f"{ref}.toml")), f"{ref}.toml (built-in)"
+    path = Path(ref) if relative_to is None else relative_to / ref
+    return path, str(path)
+
+
+def _read(
+    path: Path, label: str, origins: dict[str, str], chain: tuple[tuple[Path, str], ...]
+) -> dict[str, Any]:
+    """Read ``path`` merged over its ``extends`` chain, recording in ``origins`` who wrote what."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        builtins = ", ".join(builtin_spaces())
+        where = f"{chain[-1][1]}: extends: " if chain else ""
+        raise SpaceError(
+            f"{where}{label}: no such file; give a space file path or a built-in name ({builtins})"
+        ) from None
+    except OSError as exc:
+        raise SpaceError(f"{label}: cannot be read ({exc.strerror}); check the path") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpaceError(f"{label}: invalid TOML: {exc}; fix the syntax there") from None
+    chain = (*chain, (path.resolve(), label))
+    base: dict[str, Any] = {}
+    if "extends" in data:
+        extends = data.pop("extends")
+        if not isinstance(extends, str):
+            raise SpaceError(
+                f'{label}: extends: {extends!r} is not a name; write extends = "default" or a path'
+            )
+        base_path, base_label = _locate(extends, path.parent)
+        seen = [key for key, _ in chain]
+        if base_path.resolve() in seen:
+            cycle = " -> ".join([*(name for _, name in chain), base_label])
+            raise SpaceError(
+                f'{label}: extends: "{extends}" makes a cycle ({cycle}); '
+                "remove one of these extends"
+            )
+        base = _read(base_path, base_label, origins, chain)
+    return _merge(base, data, origins, label, "")
+
+
+def _merge(
+    base: dict[str, Any], child: dict[str, Any], origins: dict[str, str], label: str, prefix: str
+) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in child.items():
+        path = prefix + key
+        old = merged.get(key)
+        if _is_table(old) and _is_table(value):
+            merged[key] = _merge(old, value, origins, label, path + ".")
+            origins[path] = label
+        else:
+            for stale in [p for p in origins if p.startswith(path + ".")]:
+                del origins[stale]
+            merged[key] = value
+            _mark(value, origins, label, path)
+    return merged
+
+
+def _is_table(value: Any) -> TypeGuard[dict[str, Any]]:
+    """A section table, as opposed to a range table (which has low/high and is replaced whole)."""
+    return isinstance(value, dict) and "low" not in value and "high" not in value
+
+
+def _mark(value: Any, origins: dict[str, str], label: str, path: str) -> None:
+    origins[path] = label
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _mark(item, origins, label, f"{path}.{key}")

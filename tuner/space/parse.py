@@ -1,0 +1,332 @@
+"""Space files: their format, defaults and validation, turned into a SearchSpace.
+
+A space file (TOML) has five sections. Each knob in them is written one of three ways: one value
+(``lr = 0.01``: fixed, not searched), a list (``batch_size = [32, 64]``: a categorical choice; a
+one-element list is the same as one value), or a range table (``{ low = 1e-4, high = 0.1, log =
+true }``; integer knobs also take ``step``). ``[optimizer]`` and ``[schedule]`` hold ``choices``
+plus one sub-table per choice (``[optimizer.sgd]``) with the parameters only that choice has, so
+Optuna never samples a momentum for Adam. A parameter written directly under ``[optimizer]`` (or
+``[schedule]``) is a shared default for every choice that has it; a sub-table's value wins.
+
+A knob no file mentions takes the default below: PyTorch's own default where it has one, so an
+omitted knob is fixed, never silently searched.
+
+==============================  ===========================================================
+knob                            default
+==============================  ===========================================================
+optimizer.choices               "adamw"
+sgd                             lr 1e-3, weight_decay 0, momentum 0, nesterov false
+adam                            lr 1e-3, weight_decay 0, beta1 0.9, beta2 0.999
+adamw                           lr 1e-3, weight_decay 0.01, beta1 0.9, beta2 0.999
+rmsprop                         lr 1e-2, weight_decay 0, momentum 0, alpha 0.99
+schedule.choices                "constant" (cosine and constant have no parameters)
+step                            step_every 0.3, step_gamma 0.1 (fractions of the run)
+one_cycle                       pct_start 0.3
+warmup_cosine                   warmup_fraction 0.05
+batch.batch_size                32
+batch.accumulation_steps        1
+clipping.choices                "off" ("norm" clips the gradient norm to max_norm)
+clipping.max_norm               1.0
+performance.precision           "fp32"
+performance.compile_mode        "off"
+==============================  ===========================================================
+
+Legal values are those TrialConfig accepts, so every sampled config is valid: lr and max_norm
+> 0, weight_decay in [0, 1], momentum in [0, 0.999], beta1/beta2/alpha in [0, 0.99999], schedule
+fractions in [1e-6, 1], pct_start in [0.01, 0.99], batch sizes powers of two, accumulation 1..64.
+Because SGD with nesterov needs momentum > 0, a space where nesterov may be true must keep the
+lowest momentum above 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from tuner.config import CompileMode, OptimizerName, Precision, ScheduleName
+from tuner.space.schema import (
+    Branch,
+    Categorical,
+    Choice,
+    Clipping,
+    Fixed,
+    FloatRange,
+    IntRange,
+    Knob,
+    SearchSpace,
+    Source,
+    Value,
+)
+
+
+@dataclass(frozen=True)
+class _Domain:
+    """The legal values of one knob: ``check`` returns "<problem>; <fix>" or None."""
+
+    kind: type
+    check: Callable[[Any], str | None]
+    ranges: bool = True
+
+
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if low <= value <= high:
+            return None
+        return f"is outside [{low:g}, {high:g}]; use a value in [{low:g}, {high:g}]"
+
+    return check
+
+
+def _positive(value: Any) -> str | None:
+    return None if math.isfinite(value) and value > 0 else "is not > 0; use a value like 0.01"
+
+
+def _power_of_two(value: Any) -> str | None:
+    if value >= 1 and value & (value - 1) == 0:
+        return None
+    return "is not a power of two; use values like 32, 64"
+
+
+def _member(names: Sequence[str], what: str) -> _Domain:
+    def check(value: Any) -> str | None:
+        return None if value in names else f"is not {what}; use one of {', '.join(names)}"
+
+    return _Domain(object, check, ranges=False)
+
+
+def _enum_domain(enum: type[StrEnum], what: str) -> _Domain:
+    return _member([member.value for member in enum], what)
+
+
+_FRACTION = _Domain(float, _between(1e-6, 1.0))
+_BETA = _Domain(float, _between(0.0, 0.99999))
+_DOMAINS: dict[str, _Domain] = {
+    "lr": _Domain(float, _positive),
+    "weight_decay": _Domain(float, _between(0.0, 1.0)),
+    "momentum": _Domain(float, _between(0.0, 0.999)),
+    "nesterov": _Domain(bool, lambda value: None, ranges=False),
+    "beta1": _BETA,
+    "beta2": _BETA,
+    "alpha": _BETA,
+    "step_every": _FRACTION,
+    "step_gamma": _FRACTION,
+    "warmup_fraction": _FRACTION,
+    "pct_start": _Domain(float, _between(0.01, 0.99)),
+}
+_KIND_WORDS = {
+    float: "a number; write e.g. 0.01",
+    int: "an integer; write e.g. 4",
+    bool: "a boolean; write true or false",
+}
+
+# The sections besides [optimizer] and [schedule]: their keys and defaults, and the domains.
+_SECTIONS: dict[str, dict[str, Value]] = {
+    "batch": {"batch_size": 32, "accumulation_steps": 1},
+    "clipping": {"choices": "off", "max_norm": 1.0},
+    "performance": {"precision": "fp32", "compile_mode": "off"},
+}
+_SECTION_DOMAINS: dict[str, _Domain] = {
+    "batch.batch_size": _Domain(int, _power_of_two, ranges=False),
+    "batch.accumulation_steps": _Domain(int, _between(1, 64)),
+    "clipping.choices": _enum_domain(Clipping, "a clipping mode"),
+    "clipping.max_norm": _Domain(float, _positive),
+    "performance.precision": _enum_domain(Precision, "a precision"),
+    "performance.compile_mode": _enum_domain(CompileMode, "a compile mode"),
+}
+
+# Per-branch parameters in canonical order, with their defaults (PyTorch's where it has one).
+_OPTIMIZERS: dict[str, dict[str, Value]] = {
+    "sgd": {"lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0, "nesterov": False},
+    "adam": {"lr": 1e-3, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999},
+    "adamw": {"lr": 1e-3, "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.999},
+    "rmsprop": {"lr": 1e-2, "weight_decay": 0.0, "momentum": 0.0, "alpha": 0.99},
+}
+_SCHEDULES: dict[str, dict[str, Value]] = {
+    "constant": {},
+    "step": {"step_every": 0.3, "step_gamma": 0.1},
+    "cosine": {},
+    "one_cycle": {"pct_start": 0.3},
+    "warmup_cosine": {"warmup_fraction": 0.05},
+}
+
+
+def parse_space(raw: Any, source: Source) -> SearchSpace:
+    """Validate a raw space (a parsed file, extends already merged) and build the SearchSpace.
+
+    Raises:
+        SpaceError: at the first invalid field, naming it, its value and the fix.
+    """
+    top = _table(source, "", raw, ["optimizer", "schedule", *_SECTIONS])
+    sections = {
+        name: _table(source, name, top.get(name, {}), list(defaults))
+        for name, defaults in _SECTIONS.items()
+    }
+
+    def written(path: str) -> Any:
+        section, key = path.split(".")
+        return sections[section].get(key, _SECTIONS[section][key])
+
+    def knob(path: str) -> Knob:
+        return _knob(source, path, written(path), _SECTION_DOMAINS[path])
+
+    def listed(path: str) -> Categorical:
+        return _listed(source, path, written(path), _SECTION_DOMAINS[path])
+
+    optimizer_names = _enum_domain(OptimizerName, "an optimizer")
+    schedule_names = _enum_domain(ScheduleName, "a schedule")
+    return SearchSpace(
+        optimizers=_group(source, "optimizer", top, optimizer_names, "adamw", _OPTIMIZERS),
+        schedules=_group(source, "schedule", top, schedule_names, "constant", _SCHEDULES),
+        batch_size=listed("batch.batch_size"),
+        accumulation_steps=knob("batch.accumulation_steps"),
+        clipping=listed("clipping.choices"),
+        max_norm=knob("clipping.max_norm"),
+        precision=listed("performance.precision"),
+        compile_mode=listed("performance.compile_mode"),
+    )
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it (TOML and JSON agree on scalars and lists)."""
+    return json.dumps(value, default=str)
+
+
+def _table(source: Source, path: str, raw: Any, allowed: Sequence[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        fix = f"write [{path}] and its keys" if path else "a space is a table of sections"
+        raise source.error(path or "space", f"{_show(raw)} is not a table; {fix}")
+    for key in raw:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else key
+            raise source.error(where, f"unknown key; allowed here: {', '.join(allowed)}")
+    return raw
+
+
+def _group(
+    source: Source,
+    group: str,
+    top: dict[str, Any],
+    names: _Domain,
+    default: str,
+    branches: dict[str, dict[str, Value]],
+) -> tuple[Branch, ...]:
+    """Parse ``[optimizer]`` or ``[schedule]``: choices, shared defaults and per-choice tables.
+
+    Every branch table present is validated, chosen or not, so a typo never waits for the day
+    its branch is chosen.
+    """
+    shared = list(dict.fromkeys(param for params in branches.values() for param in params))
+    table = _table(source, group, top.get(group, {}), ["choices", *shared, *branches])
+    choices = _listed(source, f"{group}.choices", table.get("choices", default), names)
+    chosen = [choices.value] if isinstance(choices, Fixed) else list(choices.values)
+    built = {
+        name: _branch(source, group, name, table, defaults)
+        for name, defaults in branches.items()
+        if name in chosen or name in table
+    }
+    return tuple(built[str(name)] for name in chosen)
+
+
+def _branch(
+    source: Source, group: str, name: str, table: dict[str, Any], defaults: dict[str, Value]
+) -> Branch:
+    own = _table(source, f"{group}.{name}", table.get(name, {}), list(defaults))
+    params: dict[str, Knob] = {}
+    paths: dict[str, str] = {}
+    for param, default in defaults.items():
+        if param in own or param not in table:
+            paths[param] = f"{group}.{name}.{param}"
+            raw = own.get(param, default)
+        else:
+            paths[param] = f"{group}.{param}"
+            raw = table[param]
+        params[param] = _knob(source, paths[param], raw, _DOMAINS[param])
+    if name == OptimizerName.SGD:
+        _check_nesterov(source, paths["momentum"], params["momentum"], params["nesterov"])
+    return Branch(name, tuple(params.items()))
+
+
+def _check_nesterov(source: Source, path: str, momentum: Knob, nesterov: Knob) -> None:
+    """SGD rejects nesterov without momentum, so no sample may pair nesterov=true with 0."""
+    lowest = min(float(value) for value in _extremes(momentum))
+    if True in _extremes(nesterov) and lowest <= 0:
+        raise source.error(
+            path,
+            f"{_show(momentum.to_raw())} allows momentum = {lowest:g} while nesterov may be "
+            "true, and sgd needs momentum > 0 for nesterov; raise the lowest momentum above 0 "
+            "or set nesterov = false",
+        )
+
+
+def _extremes(knob: Knob) -> tuple[Value, ...]:
+    """Every value a categorical knob can take; the two ends of a range."""
+    if isinstance(knob, Fixed):
+        return (knob.value,)
+    if isinstance(knob, Choice):
+        return knob.values
+    return (knob.low, knob.high)
+
+
+def _knob(source: Source, path: str, raw: Any, domain: _Domain) -> Knob:
+    if isinstance(raw, dict) and domain.ranges:
+        return _range(source, path, raw, domain)
+    return _listed(source, path, raw, domain)
+
+
+def _listed(source: Source, path: str, raw: Any, domain: _Domain) -> Categorical:
+    if isinstance(raw, dict):
+        raise source.error(
+            path, f"{_show(raw)} is a range, but this knob takes one value or a list; list them"
+        )
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise source.error(path, "[] is an empty list; list at least one value")
+    values = tuple(_value(source, path, item, domain) for item in items)
+    if len(set(values)) < len(values):
+        raise source.error(path, f"{_show(raw)} lists a value twice; list each value once")
+    return Fixed(values[0]) if len(values) == 1 else Choice(values)
+
+
+def _value(source: Source, path: str, raw: Any, domain: _Domain) -> Value:
+    is_bool = isinstance(raw, bool)
+    if domain.kind is float and (is_bool or not isinstance(raw, int | float)):
+        raise source.error(path, f"{_show(raw)} is not {_KIND_WORDS[float]}")
+    if domain.kind is int and (is_bool or not isinstance(raw, int)):
+        raise source.error(path, f"{_show(raw)} is not {_KIND_WORDS[int]}")
+    if domain.kind is bool and not is_bool:
+        raise source.error(path, f"{_show(raw)} is not {_KIND_WORDS[bool]}")
+    value = float(raw) if domain.kind is float else raw
+    problem = domain.check(value)
+    if problem:
+        raise source.error(path, f"{_show(raw)} {problem}")
+    return value
+
+
+def _range(source: Source, path: str, raw: dict[str, Any], domain: _Domain) -> Knob:
+    is_int = domain.kind is int
+    _table(source, path, raw, ["low", "high", "log", "step"] if is_int else ["low", "high", "log"])
+    if "low" not in raw or "high" not in raw:
+        raise source.error(path, f"{_show(raw)} needs both low and high; add the missing bound")
+    low = float(_value(source, f"{path}.low", raw["low"], domain))
+    high = float(_value(source, f"{path}.high", raw["high"], domain))
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise source.error(f"{path}.log", f"{_show(log)} is not a boolean; write true or false")
+    if low > high:
+        raise source.error(path, f"low = {low:g} is greater than high = {high:g}; swap them")
+    if log and low <= 0:
+        raise source.error(path, f"low = {low:g} with log = true; a log range needs low > 0")
+    if not is_int:
+        return FloatRange(low, high, log)
+    step = raw.get("step", 1)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise source.error(f"{path}.step", f"{_show(step)} is not an integer >= 1; write e.g. 2")
+    if log and step != 1:
+        raise source.error(path, f"step = {step} with log = true; Optuna needs step = 1 for log")
+    if (high - low) % step:
+        raise source.error(path, f"high - low is not a multiple of step = {step}; adjust high")
+    return IntRange(int(low), int(high), step, log)

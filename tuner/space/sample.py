@@ -1,0 +1,101 @@
+"""Sampling: one Optuna trial's suggestions turned into a TrialConfig.
+
+Parameter names are the study's schema, so they are stable and conditional: the top-level
+choices are ``optimizer``, ``schedule``, ``batch_size``, ``accumulation_steps``, ``clipping``,
+``precision`` and ``compile_mode``; a parameter that exists only for one choice is prefixed by
+it (``sgd.momentum``, ``adamw.beta2``, ``step.step_gamma``, ``clipping.max_norm``). Optuna's
+samplers treat such define-by-run parameters as conditional, and a trial's params show exactly
+the knobs that shaped it. Fixed knobs are not suggested at all: they are in the config, not in
+``trial.params``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from tuner.config import (
+    CompileMode,
+    OptimizerConfig,
+    OptimizerName,
+    Precision,
+    ScheduleConfig,
+    ScheduleName,
+    TrialConfig,
+)
+from tuner.space.schema import Branch, Choice, Clipping, Fixed, FloatRange, Knob, SearchSpace
+
+
+class SuggestingTrial(Protocol):
+    """The part of Optuna's trial API the sampler uses; Optuna's Trial and FixedTrial fit it."""
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int: ...
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
+
+
+def sample_config(trial: SuggestingTrial, space: SearchSpace) -> TrialConfig:
+    """Suggest every searched knob of ``space`` on ``trial`` and build the validated config.
+
+    Example:
+        >>> import optuna
+        >>> from tuner.space import load_space
+        >>> study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        >>> config = sample_config(study.ask(), load_space("quick"))
+        >>> config.batch_size in (32, 64, 128, 256)
+        True
+
+    Raises:
+        ConfigError: only when a FixedTrial supplies values outside the space.
+    """
+    optimizer = _pick(trial, "optimizer", space.optimizers)
+    optimizer_params = _suggest_branch(trial, optimizer)
+    betas = None
+    if "beta1" in optimizer_params:
+        betas = (optimizer_params.pop("beta1"), optimizer_params.pop("beta2"))
+    schedule = _pick(trial, "schedule", space.schedules)
+    schedule_params = _suggest_branch(trial, schedule)
+    batch_size = _suggest(trial, "batch_size", space.batch_size)
+    accumulation_steps = _suggest(trial, "accumulation_steps", space.accumulation_steps)
+    clipping = _suggest(trial, "clipping", space.clipping)
+    max_norm = None
+    if clipping == Clipping.NORM:
+        max_norm = _suggest(trial, "clipping.max_norm", space.max_norm)
+    return TrialConfig(
+        optimizer=OptimizerConfig(
+            name=OptimizerName(optimizer.name), betas=betas, **optimizer_params
+        ),
+        schedule=ScheduleConfig(name=ScheduleName(schedule.name), **schedule_params),
+        batch_size=batch_size,
+        accumulation_steps=accumulation_steps,
+        grad_clip_norm=max_norm,
+        precision=Precision(_suggest(trial, "precision", space.precision)),
+        compile_mode=CompileMode(_suggest(trial, "compile_mode", space.compile_mode)),
+    )
+
+
+def _pick(trial: SuggestingTrial, name: str, branches: tuple[Branch, ...]) -> Branch:
+    if len(branches) == 1:
+        return branches[0]
+    by_name = {branch.name: branch for branch in branches}
+    return by_name[trial.suggest_categorical(name, list(by_name))]
+
+
+def _suggest_branch(trial: SuggestingTrial, branch: Branch) -> dict[str, Any]:
+    return {name: _suggest(trial, f"{branch.name}.{name}", knob) for name, knob in branch.params}
+
+
+def _suggest(trial: SuggestingTrial, name: str, knob: Knob) -> Any:
+    if isinstance(knob, Fixed):
+        return knob.value
+    if isinstance(knob, Choice):
+        return trial.suggest_categorical(name, list(knob.values))
+    if isinstance(knob, FloatRange):
+        return trial.suggest_float(name, knob.low, knob.high, log=knob.log)
+    return trial.suggest_int(name, knob.low, knob.high, step=knob.step, log=knob.log)

@@ -283,3 +283,30 @@ def _enum(field: str, enum: type[_E], value: Any) -> _E:
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
         raise _fail(field, f"must be one of {allowed}", value) from None
+
+
+# LinearLR's starting factor for warmup_cosine. knobs and the Python export share it.
+WARMUP_START_FACTOR = 1e-3
+
+
+def optimizer_kwargs(config: OptimizerConfig) -> dict[str, Any]:
+    """The keyword arguments of the torch optimizer, as plain Python values.
+
+    `tuner.knobs` and the Python export both use this, so they cannot drift apart. A field
+    is passed exactly when it is set: OptimizerConfig leaves the ones that do not apply as None.
+
+    Example:
+        >>> optimizer_kwargs(OptimizerConfig(OptimizerName.ADAM, lr=0.001, betas=(0.9, 0.99)))
+        {'lr': 0.001, 'betas': (0.9, 0.99), 'weight_decay': 0.0}
+    """
+    kwargs: dict[str, Any] = {"lr": float(config.lr)}
+    if config.momentum is not None:
+        kwargs["momentum"] = float(config.momentum)
+    if config.nesterov is not None:
+        kwargs["nesterov"] = bool(config.nesterov)
+    if config.betas is not None:
+        kwargs["betas"] = (float(config.betas[0]), float(config.betas[1]))
+    if config.alpha is not None:
+        kwargs["alpha"] = float(config.alpha)
+    kwargs["weight_decay"] = float(config.weight_decay)
+    return kwargs

@@ -246,3 +246,19 @@ def test_window_timer_and_median() -> None:
 def test_budget_validation(fields: dict[str, object], message: str) -> None:
     with pytest.raises(BudgetError, match=message):
         Budget(**fields)  # type: ignore[arg-type]
+
+
+def test_a_trial_projected_past_its_time_limit_stops_in_warmup() -> None:
+    _Counting.calls = 0
+    budget = Budget(steps=100_000, warmup_steps=5, time_limit_s=5.0)
+    with pytest.raises(TrialFailure) as caught:
+        run_trial(COUNTING_WORKLOAD, make_config(), budget, CPU, seed=0)
+    assert caught.value.kind is FailureKind.TOO_SLOW
+    assert "budget.time_limit_s=5" in caught.value.reason
+    assert "samples/s in warm-up" in caught.value.reason
+    assert _Counting.calls == 2  # stopped after the first steady step, not after 100k steps
+
+
+def test_a_trial_within_its_time_limit_runs() -> None:
+    result = run_trial(WORKLOAD, make_config(), Budget(steps=10, time_limit_s=60), CPU, seed=0)
+    assert result.optimizer_steps == 10

@@ -45,12 +45,14 @@ class StudyAttr(StrEnum):
 
 
 class FailureKind(StrEnum):
-    """Why a trial did not produce a result. UNSUPPORTED ends as PRUNED, the rest as FAIL."""
+    """Why a trial did not produce a result. UNSUPPORTED and TOO_SLOW end as PRUNED (the
+    configuration is valid, it just cannot run here or in time); the rest as FAIL."""
 
     DIVERGED = "diverged"  # NaN or Inf loss
     OUT_OF_MEMORY = "out_of_memory"
     COMPILE_ERROR = "compile_error"
     UNSUPPORTED = "unsupported"  # the device or torch cannot run this combination
+    TOO_SLOW = "too_slow"  # projected or actual trial time past budget.time_limit_s
     UNMEASURABLE = "unmeasurable"  # too few steps to time honestly; no fake number is stored
     INTERRUPTED = "interrupted"  # the user stopped the run mid-trial
     ERROR = "error"  # anything else: the exception's type and message

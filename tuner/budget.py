@@ -33,6 +33,9 @@ class Budget:
             updates are discarded (the model is restored to its initial weights), so
             compilation never touches the result and every timed step is steady state.
         windows: Timing windows over training; throughput is the median of their rates.
+        time_limit_s: Wall seconds a trial may take. A trial is stopped as soon as its
+            warm-up speed projects past the limit (fp16 on a CPU can be 100x slower than
+            fp32: one such trial must not eat a study's whole time), or when it runs past it.
     """
 
     epochs: int | None = None
@@ -41,6 +44,7 @@ class Budget:
     evaluations: int = 4
     warmup_steps: int = 3
     windows: int = 8
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         given = [name for name in ("epochs", "steps", "seconds") if getattr(self, name) is not None]
@@ -54,6 +58,11 @@ class Budget:
             raise BudgetError(f"budget.{given[0]}: must be a number > 0, got {length!r}")
         if given[0] != "seconds" and not isinstance(length, int):
             raise BudgetError(f"budget.{given[0]}: must be an integer, got {length!r}")
+        limit = self.time_limit_s
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0
+        ):
+            raise BudgetError(f"budget.time_limit_s: must be a number > 0, got {limit!r}")
         for name, low in (("evaluations", 1), ("warmup_steps", 2), ("windows", 3)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

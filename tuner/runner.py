@@ -44,7 +44,7 @@ _SAMPLERS: dict[SamplerName, Callable[[int, int], optuna.samplers.BaseSampler]] 
 
 #: A trial ending with one of these kinds is PRUNED (the combination cannot run here); any
 #: other failure is FAIL.
-_PRUNED_KINDS = frozenset({FailureKind.UNSUPPORTED})
+_PRUNED_KINDS = frozenset({FailureKind.UNSUPPORTED, FailureKind.TOO_SLOW})
 
 
 @dataclass(frozen=True)

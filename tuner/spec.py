@@ -21,7 +21,7 @@ Example ``studies/digits.toml``::
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ _SECTIONS: dict[str, frozenset[str]] = {
             "storage",
         }
     ),
-    "budget": frozenset({"epochs", "steps", "seconds", "evaluations", "warmup_steps", "windows"}),
+    "budget": frozenset(budget_field.name for budget_field in fields(Budget)),
     "run": frozenset({"device", "threads", "memory_budget_mb"}),
 }
 _DEVICES = ("auto", "cpu", "cuda")

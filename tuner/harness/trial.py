@@ -73,6 +73,7 @@ def run_trial(
             error, unsupported combination, too few steps to time).
     """
     started = time.perf_counter()
+    deadline = _Deadline(started, budget.time_limit_s)
     memory = PeakMemory(device)
     memory.reset()
 
@@ -86,6 +87,9 @@ def run_trial(
             FailureKind.UNSUPPORTED,
             f"batch_size {config.batch_size} exceeds the {len(train_x)} training examples",
         )
+    samples_per_step = config.batch_size * config.accumulation_steps
+    # Known up front unless the budget is in seconds: fail before compiling, not after.
+    total_steps = None if budget.seconds else _horizon(budget, per_epoch, config.accumulation_steps)
     torch.manual_seed(seed)
     model = workload.build_model().to(device)
     initial_state = {name: value.clone() for name, value in model.state_dict().items()}
@@ -98,7 +102,7 @@ def run_trial(
         setup = build_training(config, model, budget.warmup_steps, device)
     warm_batches = micro_batches(train_x, train_y, config.batch_size, seed + _WARMUP_SEED_OFFSET)
     scratch = torch.zeros((), device=device)
-    step_seconds = []
+    step_seconds: list[float] = []
     for step in range(budget.warmup_steps):
         synchronize(device)
         tick = time.perf_counter()
@@ -106,11 +110,19 @@ def run_trial(
             train_steps(setup, warm_batches, workload.loss, 1, scratch)
         synchronize(device)
         step_seconds.append(time.perf_counter() - tick)
+        if step >= 1:  # a steady step is known: stop now if the whole trial cannot fit
+            steady = statistics.median(step_seconds[1:])
+            training = budget.seconds or (total_steps or 0) * steady
+            deadline.check(
+                (budget.warmup_steps - 1 - step) * steady + training,
+                f"{samples_per_step / steady:,.0f} samples/s in warm-up",
+            )
     steady_step_s = statistics.median(step_seconds[1:])
     compile_s = max(0.0, step_seconds[0] - steady_step_s) if compiled else 0.0
 
     # --- horizon, then a clean start from the initial weights ----------------------------
-    total_steps = _horizon(budget, per_epoch, config.accumulation_steps, steady_step_s)
+    if total_steps is None:
+        total_steps = _horizon(budget, per_epoch, config.accumulation_steps, steady_step_s)
     model.load_state_dict(initial_state)
     torch.manual_seed(seed)
     setup = _fresh_optimizer(setup, config, total_steps, device)
@@ -118,7 +130,6 @@ def run_trial(
     # --- training in timed windows, evaluations between them -----------------------------
     boundaries = _window_ends(total_steps, budget.windows)
     evaluate_at = _evaluation_points(boundaries, budget.evaluations)
-    samples_per_step = config.batch_size * config.accumulation_steps
     timer = WindowTimer(device)
     loss_sum = torch.zeros((), device=device)
     batches = micro_batches(train_x, train_y, config.batch_size, seed)
@@ -128,8 +139,9 @@ def run_trial(
         timer.start()
         with _failures_as(compiling=False):
             train_steps(setup, batches, workload.loss, end - done, loss_sum)
-        timer.stop((end - done) * samples_per_step)
+        window = timer.stop((end - done) * samples_per_step)
         done = end
+        deadline.check(0.0, f"{window.rate:,.0f} samples/s in training")
         _check_finite("loss", float(loss_sum), done)
         if done in evaluate_at:
             with _failures_as(compiling=False):
@@ -195,7 +207,7 @@ def _check_finite(what: str, value: float, step: int) -> float:
     return value
 
 
-def _horizon(budget: Budget, per_epoch: int, accumulation: int, step_s: float) -> int:
+def _horizon(budget: Budget, per_epoch: int, accumulation: int, step_s: float = 0.0) -> int:
     if budget.steps is not None:
         steps = budget.steps
         basis = f"budget.steps={budget.steps}"
@@ -216,6 +228,25 @@ def _horizon(budget: Budget, per_epoch: int, accumulation: int, step_s: float) -
             "honestly: raise the budget or lower batch_size x accumulation_steps",
         )
     return steps
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    """budget.time_limit_s, checked between steps (never inside the timed loop)."""
+
+    started: float
+    limit_s: float | None
+
+    def check(self, projected_s: float, speed: str) -> None:
+        if self.limit_s is None:
+            return
+        elapsed = time.perf_counter() - self.started
+        if elapsed + projected_s > self.limit_s:
+            raise TrialFailure(
+                FailureKind.TOO_SLOW,
+                f"{elapsed:.1f} s elapsed + {projected_s:.1f} s projected would pass "
+                f"budget.time_limit_s={self.limit_s:g} ({speed})",
+            )
 
 
 def _fresh_optimizer(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import click
+import optuna
 from tqdm import tqdm
 
 from tuner.report import study_report
@@ -24,6 +26,8 @@ def run_with_progress(
     seed: int | None,
 ) -> None:
     """Apply command-line overrides, run the study with a live bar, print the report."""
+    # TPE's `group` and metric names are marked experimental; a user can do nothing about it.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     overrides: dict[str, object] = {}
     if storage:
         overrides["storage"] = resolve_storage(storage, Path.cwd())
@@ -66,13 +70,13 @@ def run_with_progress(
 def front_summary(records: list[TrialRecord], metric_name: str, direction: Direction) -> str:
     """One line: front size, the best-metric point and the fastest point."""
     done = [r for r in records if r.state == "COMPLETE" and r.feasible]
-    failed = len(records) - len(done)
+    stopped = sum(r.state in ("FAIL", "PRUNED") for r in records)
     if not done:
-        return f"no complete trial yet, {failed} failed"
+        return f"no complete trial yet, {stopped} failed or pruned"
     front = pareto_front(done, direction)
     best = min(front, key=metric_key(direction))
     fastest = max(front, key=lambda r: r.throughput or 0.0)
     return (
         f"front {len(front)} | best {metric_name} {best.metric:.4g} @ {best.throughput:,.0f}/s"
-        f" | fastest {fastest.throughput:,.0f}/s @ {fastest.metric:.4g} | failed {failed}"
+        f" | fastest {fastest.throughput:,.0f}/s @ {fastest.metric:.4g} | failed/pruned {stopped}"
     )

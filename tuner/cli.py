@@ -89,10 +89,11 @@ def run(
     seed: int | None,
 ) -> None:
     """Run (or resume) the study a spec file describes."""
-    from tuner.progress import run_with_progress
     from tuner.spec import load_spec
 
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file)  # a bad spec fails before torch is even imported
+    from tuner.progress import run_with_progress
+
     run_with_progress(spec, n_trials=n_trials, timeout_s=timeout, storage=storage, seed=seed)
 
 

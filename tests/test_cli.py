@@ -1,0 +1,185 @@
+"""End to end through the installed `tuner` command: run a tiny digits study, show, export."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from tuner.attrs import TrialAttr
+from tuner.config import TrialConfig
+from tuner.export import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ["run", "show", "list", "export"]
+
+SPEC = """
+[study]
+name = "e2e"
+objective = "digits"
+space = "e2e_space.toml"
+n_trials = 3
+seed = 0
+
+[budget]
+epochs = 2
+evaluations = 2
+time_limit_s = 20
+"""
+# Seconds per trial: fp16 (100x slower on a CPU) and compilation are left to other tests.
+SPACE = """
+extends = "quick"
+[performance]
+precision = ["fp32", "bf16"]
+compile_mode = "off"
+"""
+
+
+def tuner(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script, exactly as a user runs it."""
+    script = Path(sys.executable).with_name("tuner")
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real three-trial study on the digits workload, in a fresh SQLite file."""
+    folder = tmp_path_factory.mktemp("e2e")
+    spec = folder / "e2e.toml"
+    spec.write_text(SPEC)
+    (folder / "e2e_space.toml").write_text(SPACE)
+    result = tuner("run", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "Pareto front" in result.stdout
+    return spec
+
+
+@pytest.mark.slow
+def test_run_stores_complete_trials(study: Path) -> None:
+    stored = optuna.load_study(study_name="e2e", storage=f"sqlite:///{study.parent / 'tuner.db'}")
+    assert len(stored.trials) == 3
+    complete = [t for t in stored.trials if t.state.name == "COMPLETE"]
+    assert complete, [t.user_attrs.get(TrialAttr.FAILURE_REASON) for t in stored.trials]
+    for trial in complete:
+        assert 0.0 < trial.values[0] <= 1.0  # accuracy
+        assert trial.values[1] > 0  # samples/s
+        TrialConfig.from_dict(trial.user_attrs[TrialAttr.CONFIG])  # a valid, complete config
+
+
+@pytest.mark.slow
+def test_rerun_resumes_without_new_trials(study: Path) -> None:
+    result = tuner("run", str(study))
+    assert result.returncode == 0, result.stderr
+    assert "already has 3 trials" in result.stderr
+    assert len(optuna.get_all_study_summaries(f"sqlite:///{study.parent / 'tuner.db'}")) == 1
+
+
+@pytest.mark.slow
+def test_show_by_spec_and_by_name(study: Path) -> None:
+    by_spec = tuner("show", str(study))
+    by_name = tuner("show", "e2e", "--storage", f"sqlite:///{study.parent / 'tuner.db'}")
+    assert by_spec.returncode == 0, by_spec.stderr
+    assert by_spec.stdout == by_name.stdout
+    assert "Pareto front" in by_spec.stdout
+    assert re.search(r"trials: .*3 complete|trials: .*complete", by_spec.stdout)
+    assert "accuracy" in by_spec.stdout and "samples/s" in by_spec.stdout
+
+
+@pytest.mark.slow
+def test_list(study: Path) -> None:
+    result = tuner("list", "--storage", f"sqlite:///{study.parent / 'tuner.db'}")
+    assert result.returncode == 0
+    assert re.search(r"e2e\s+3\s+accuracy\s+digits", result.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_export_round_trips_the_stored_config(study: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"best.{fmt}"
+    result = tuner("export", str(study), "--pick", "max-metric", "--format", fmt, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    document = yaml.safe_load(out.read_text()) if fmt == "yaml" else json.loads(out.read_text())
+    stored = optuna.load_study(study_name="e2e", storage=f"sqlite:///{study.parent / 'tuner.db'}")
+    trial = stored.trials[document["provenance"]["trial"]]
+    assert document["config"] == trial.user_attrs[TrialAttr.CONFIG]
+    assert load_config(out) == TrialConfig.from_dict(trial.user_attrs[TrialAttr.CONFIG])
+
+
+@pytest.mark.slow
+def test_exported_python_snippet_runs(study: Path, tmp_path: Path) -> None:
+    result = tuner("export", str(study), "--pick", "max-throughput", "--format", "python")
+    assert result.returncode == 0, result.stderr
+    namespace: dict[str, object] = {}
+    exec(compile(result.stdout, "snippet.py", "exec"), namespace)
+    import torch
+
+    parts = namespace["make_training"](torch.nn.Linear(4, 2), 10)  # type: ignore[operator]
+    assert isinstance(parts[2], torch.optim.Optimizer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["list", "--help"], ["show", "STUDY"], ["export", "STUDY", "--format", "json"]],
+)
+def test_read_commands_never_import_torch(study: Path, args: list[str]) -> None:
+    args = [a.replace("STUDY", str(study)) for a in args]
+    code = (
+        "import sys\n"
+        f"sys.argv = ['tuner', *{args!r}]\n"
+        "from tuner.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert "torch imported: False" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
+    result = tuner(command, "--help")
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout
+    assert f"tuner {command}" in (ROOT / "README.md").read_text()
+
+
+BAD_SPEC = SPEC.replace('seed = 0', 'seed = 0\nsampler = "grid"')
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "SPEC_BAD"], "study.sampler: must be one of tpe, nsga2, random, got 'grid'"),
+        (["run", "MISSING.toml"], "no such spec file"),
+        (["show", "nope", "--storage", "sqlite:///DIR/none.db"], "no database at"),
+        (["export", "STUDY", "--pick", "best"], "--pick: 'best' is not understood"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2_and_write_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "bad.toml").write_text(BAD_SPEC)
+    (tmp_path / "ok.toml").write_text(SPEC)
+    args = [
+        a.replace("SPEC_BAD", str(tmp_path / "bad.toml"))
+        .replace("MISSING", str(tmp_path / "missing"))
+        .replace("DIR", str(tmp_path))
+        .replace("STUDY", str(tmp_path / "ok.toml"))
+        for a in args
+    ]
+    result = tuner(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "tuner.db").exists()

@@ -48,8 +48,8 @@ def load_data() -> Data:
     The split is stratified so each class is equally represented in validation, which keeps
     the accuracy of a 360-image validation set from drifting with the class mix.
     """
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
-    from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     images = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)

@@ -153,7 +153,7 @@ def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
     assert f"tuner {command}" in (ROOT / "README.md").read_text()
 
 
-BAD_SPEC = SPEC.replace('seed = 0', 'seed = 0\nsampler = "grid"')
+BAD_SPEC = SPEC.replace("seed = 0", 'seed = 0\nsampler = "grid"')
 
 
 @pytest.mark.parametrize(

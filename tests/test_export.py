@@ -18,6 +18,7 @@ import torch
 import yaml
 from torch import nn
 
+from tests.test_knobs import lr_sequence
 from tuner.config import (
     CompileMode,
     ConfigError,
@@ -92,15 +93,6 @@ def groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
     return [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
 
 
-def lrs(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> list[float]:
-    sequence = []
-    for _ in range(steps):
-        sequence.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return sequence
-
-
 @pytest.mark.parametrize("fmt", [ExportFormat.YAML, ExportFormat.JSON])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_data_exports_round_trip(name: str, fmt: ExportFormat, tmp_path: Path) -> None:
@@ -165,7 +157,7 @@ def test_python_snippet_builds_what_build_training_builds(name: str, total_steps
         with context:
             assert torch.is_autocast_enabled("cpu") is (dtype is not None)
             assert dtype is None or torch.get_autocast_dtype("cpu") == dtype
-    assert lrs(optimizer, scheduler, total_steps) == lrs(
+    assert lr_sequence(optimizer, scheduler, total_steps) == lr_sequence(
         setup.optimizer, setup.scheduler, total_steps
     )
     assert groups(optimizer) == groups(setup.optimizer)  # momentum/betas not cycled either

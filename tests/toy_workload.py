@@ -9,6 +9,7 @@ user's own file.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -43,49 +44,25 @@ WORKLOAD = Workload(
 )
 
 
-class _Counting(nn.Module):
-    """Counts forward calls, so a test can check micro-batches actually run."""
-
-    calls = 0
+class _Wrapped(nn.Module):
+    """The toy model behind a forward that tests can instrument."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inner = build_model()
+
+
+class _Counting(_Wrapped):
+    """Counts forward calls, so a test can check micro-batches actually run."""
+
+    calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         type(self).calls += 1
         return self.inner(x)
 
 
-COUNTING_WORKLOAD = Workload(
-    name="toy-counting",
-    metric=WORKLOAD.metric,
-    build_model=_Counting,
-    load_data=load_data,
-    loss=nn.functional.cross_entropy,
-    score=accuracy,
-)
-
-
-def _nan_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(outputs, targets) * float("nan")
-
-
-NAN_WORKLOAD = Workload(
-    name="toy-nan",
-    metric=WORKLOAD.metric,
-    build_model=build_model,
-    load_data=load_data,
-    loss=_nan_loss,
-    score=accuracy,
-)
-
-
-class _OutOfMemory(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = build_model()
-
+class _OutOfMemory(_Wrapped):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.shape[0] >= 128:  # large training batches "do not fit"
             raise torch.OutOfMemoryError(
@@ -94,11 +71,10 @@ class _OutOfMemory(nn.Module):
         return self.inner(x)
 
 
-OOM_WORKLOAD = Workload(
-    name="toy-oom",
-    metric=WORKLOAD.metric,
-    build_model=_OutOfMemory,
-    load_data=load_data,
-    loss=nn.functional.cross_entropy,
-    score=accuracy,
-)
+def _nan_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(outputs, targets) * float("nan")
+
+
+COUNTING_WORKLOAD = replace(WORKLOAD, name="toy-counting", build_model=_Counting)
+NAN_WORKLOAD = replace(WORKLOAD, name="toy-nan", loss=_nan_loss)
+OOM_WORKLOAD = replace(WORKLOAD, name="toy-oom", build_model=_OutOfMemory)

@@ -52,19 +52,18 @@ def select(view: StudyView, pick: Pick) -> TrialRecord:
     candidates = view.completed()
     if not candidates:
         raise UserError(f"--pick: study {view.name!r} has no complete trial yet")
-    by_metric = sorted(candidates, key=metric_key(view.direction))
+    metric = {t.number: t.values()[0] for t in candidates}
+    speed = {t.number: t.values()[1] for t in candidates}
+    best = metric[sorted(candidates, key=metric_key(view.direction))[0].number]
     if pick.kind is PickKind.MAX_METRIC:
-        best = by_metric[0].metric
-        return max((t for t in by_metric if t.metric == best), key=lambda t: t.throughput)
-    if pick.kind is PickKind.MAX_THROUGHPUT:
-        return max(candidates, key=lambda t: t.throughput)  # type: ignore[arg-type,return-value]
-    best: float = by_metric[0].metric  # type: ignore[assignment]  # complete: never None
-    slack = abs(best) * pick.tolerance
-    if view.direction is Direction.MAXIMIZE:
-        close = [t for t in candidates if t.metric >= best - slack]  # type: ignore[operator]
+        close = [t for t in candidates if metric[t.number] == best]
+    elif pick.kind is PickKind.MAX_THROUGHPUT:
+        close = candidates
     else:
-        close = [t for t in candidates if t.metric <= best + slack]  # type: ignore[operator]
-    return max(close, key=lambda t: t.throughput)  # type: ignore[arg-type,return-value]
+        slack = abs(best) * pick.tolerance
+        sign = 1.0 if view.direction is Direction.MAXIMIZE else -1.0
+        close = [t for t in candidates if sign * (best - metric[t.number]) <= slack]
+    return max(close, key=lambda t: speed[t.number])
 
 
 def _by_number(view: StudyView, number: int) -> TrialRecord:

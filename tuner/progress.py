@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 from pathlib import Path
 
 import click
 import optuna
-from tqdm import tqdm
+from tqdm.std import tqdm
 
 from tuner.report import study_report
 from tuner.results import TrialRecord, metric_key, pareto_front, read_study
@@ -28,19 +29,17 @@ def run_with_progress(
     """Apply command-line overrides, run the study with a live bar, print the report."""
     # TPE's `group` and metric names are marked experimental; a user can do nothing about it.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    overrides: dict[str, object] = {}
     if storage:
-        overrides["storage"] = resolve_storage(storage, Path.cwd())
+        spec = dataclasses.replace(spec, storage=resolve_storage(storage, Path.cwd()))
     if seed is not None:
-        overrides["seed"] = seed
-    spec = dataclasses.replace(spec, **overrides)
+        spec = dataclasses.replace(spec, seed=seed)
     prepared = prepare(spec)
     metric = prepared.workload.metric
     for dropped in prepared.dropped:
         click.echo(f"dropped {dropped['knob']}={dropped['value']}: {dropped['reason']}", err=True)
 
     records: list[TrialRecord] = []
-    bar = tqdm(total=0, unit="trial", dynamic_ncols=True, file=click.get_text_stream("stderr"))
+    bar = tqdm(total=0, unit="trial", dynamic_ncols=True, file=sys.stderr)
 
     def on_start(study: object, remaining: int) -> None:
         bar.reset(total=remaining)

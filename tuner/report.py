@@ -8,6 +8,8 @@ from typing import Any
 from tuner.attrs import StudyAttr, TrialAttr
 from tuner.results import StudyView, TrialRecord
 
+_REASONS_SHOWN = 5  # per failure kind: the first few say why; the count says how often
+
 
 def knob_summary(config: dict[str, Any] | None) -> dict[str, str]:
     """The knobs a reader scans first, each as a short cell."""
@@ -89,8 +91,11 @@ def study_report(view: StudyView) -> str:
         for kind, trials in sorted(failures.items()):
             lines.append(f"  {kind} ({len(trials)}):")
             lines += [
-                f"    trial {t.number}: {t.attrs.get(TrialAttr.FAILURE_REASON, '')}" for t in trials
+                f"    trial {t.number}: {t.attrs.get(TrialAttr.FAILURE_REASON, '')}"
+                for t in trials[:_REASONS_SHOWN]
             ]
+            if len(trials) > _REASONS_SHOWN:
+                lines.append(f"    ... and {len(trials) - _REASONS_SHOWN} more")
     dropped = view.attrs.get(StudyAttr.DROPPED) or []
     if dropped:
         lines += ["", "dropped by hardware awareness:"]

@@ -29,6 +29,12 @@ class TrialRecord:
     feasible: bool
     attrs: dict[str, Any]
 
+    def values(self) -> tuple[float, float]:
+        """(metric, throughput) of a complete trial."""
+        if self.metric is None or self.throughput is None:
+            raise ValueError(f"trial {self.number} is {self.state}: it has no values")
+        return self.metric, self.throughput
+
     @property
     def config(self) -> dict[str, Any] | None:
         return self.attrs.get(TrialAttr.CONFIG)

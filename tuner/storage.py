@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
 
 from tuner.errors import UserError
 
@@ -37,7 +38,7 @@ def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
             kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         if url.startswith("journal:"):
-            backend = optuna.storages.journal.JournalFileBackend(url[len("journal:") :])
+            backend = JournalFileBackend(url[len("journal:") :])
             return optuna.storages.JournalStorage(backend)
     except Exception as exc:
         raise UserError(f"--storage: cannot open {url!r}: {type(exc).__name__}: {exc}") from None

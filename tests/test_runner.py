@@ -139,3 +139,20 @@ def test_bad_workload_reference_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="has no attribute 'MISSING'"):
         prepare(spec)
     assert not (tmp_path / "tuner.db").exists()
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_every_sampler_runs_a_study(tmp_path: Path, sampler: str) -> None:
+    spec = write_spec(tmp_path, sampler=sampler, n_trials=5, n_startup_trials=2)
+    assert run_study(prepare(spec)).total == 5
+    study = optuna.load_study(study_name="toy", storage=spec.storage)
+    assert study.user_attrs[StudyAttr.SPEC]["sampler"] == sampler
+    assert sum(t.state is TrialState.COMPLETE for t in study.trials) >= 3
+
+
+def test_a_changed_space_under_the_same_name_is_refused(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    run_study(prepare(spec))
+    (tmp_path / "space.toml").write_text(SPACE + "[batch]\nbatch_size = [32]\n")
+    with pytest.raises(UserError, match="already exists with a different space contents"):
+        run_study(prepare(load_spec(tmp_path / "spec.toml")))

@@ -88,9 +88,13 @@ class StudySpec:
         return data
 
     def identity(self) -> dict[str, Any]:
-        """What must match for a re-run to resume a study rather than mix two experiments."""
+        """What must match for a re-run to resume a study rather than mix two experiments.
+
+        The space is compared by contents (the stored space), not by path, so moving a
+        checkout does not orphan its studies.
+        """
         data = self.to_dict()
-        for volatile in ("n_trials", "timeout_s", "storage", "device", "threads"):
+        for volatile in ("n_trials", "timeout_s", "storage", "device", "threads", "space"):
             data.pop(volatile)
         return data
 

@@ -113,9 +113,13 @@ def sample_many(
 # --- loading -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["default", "quick"])
+def test_builtin_spaces_are_every_shipped_file() -> None:
+    shipped = Path(__file__).resolve().parents[1] / "search_spaces"
+    assert set(builtin_spaces()) == {p.stem for p in shipped.glob("*.toml")}
+
+
+@pytest.mark.parametrize("name", builtin_spaces())
 def test_builtin_space_loads_and_round_trips(name: str) -> None:
-    assert name in builtin_spaces()
     space = load_space(name)
     data = space.to_dict()
     assert json.loads(json.dumps(data)) == data
@@ -302,7 +306,7 @@ def test_extends_missing_base_names_the_extending_file(tmp_path: Path) -> None:
 # --- sampling ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["default", "quick"])
+@pytest.mark.parametrize("name", builtin_spaces())
 def test_sampled_configs_are_valid_conditional_and_cover_every_choice(name: str) -> None:
     space = load_space(name)
     knobs = searched_knobs(space)

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -64,7 +64,6 @@ def run_trial(
     budget: Budget,
     device: torch.device,
     seed: int,
-    on_evaluation: Callable[[Evaluation], None] | None = None,
 ) -> TrialResult:
     """Train `workload` under `config` for `budget`, measuring metric, speed and memory.
 
@@ -147,10 +146,7 @@ def run_trial(
             with _failures_as(compiling=False):
                 metric = evaluate(setup.eager_model, workload, val_x, val_y)
             _check_finite("metric", metric, done)
-            point = Evaluation(done, done * samples_per_step, timer.seconds, metric)
-            curve.append(point)
-            if on_evaluation is not None:
-                on_evaluation(point)
+            curve.append(Evaluation(done, done * samples_per_step, timer.seconds, metric))
 
     return TrialResult(
         metric=curve[-1].metric,

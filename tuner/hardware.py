@@ -84,7 +84,7 @@ def select_device(requested: str = "auto") -> torch.device:
     "cuda" or "cuda:N".
 
     Raises:
-        ValueError: the device is not a CPU or CUDA device, or CUDA is not available.
+        UserError: the device is not a CPU or CUDA device, or CUDA is not available.
     """
     import torch
 

@@ -13,23 +13,26 @@ Validation keeps 512 windows spread evenly over its part (32768 predicted bytes)
 evaluates in about 0.25 s on one CPU thread.
 
 Model: token and learned position embeddings, two pre-LayerNorm transformer blocks (width 64,
-4 heads, causal ``scaled_dot_product_attention``, 4x GELU MLP), a final LayerNorm and a
-linear head over the 256 byte values; about 137k parameters.
+4 heads, causal self-attention written out, 4x GELU MLP), a final LayerNorm and a linear head
+over the 256 byte values; about 137k parameters.
 
 Measured on Python 3.11 and a 2-core Xeon (AVX-512, AMX), one thread, batch 32, fp32, AdamW
 lr 2e-3 (constant), over 8 seeds (``val_bpc``: bits per byte, lower is better):
 
 * untrained: 8.0 bits (uniform over 256 bytes); for scale, the byte unigram entropy of the
   training text is 4.46 bits and its bigram conditional entropy 3.38 bits;
-* 250 steps: 3.22-3.41 bits in about 6 s; 300 steps: 3.13-3.30 in about 7 s; 400 steps:
-  2.97-3.13 in about 9.5 s (22-25 ms per step); 800 steps (lr 3e-3): about 2.6.
+* 250 steps: 3.22-3.41 bits in about 6 s; 300 steps: 3.13-3.30; 400 steps: 2.97-3.13;
+  800 steps (lr 3e-3): about 2.6.
 
 So a trial of a few hundred steps already beats a bigram model, with plenty of room left for
-the tuner. lr 3e-3 is already less stable (2.99-3.39 after 400 steps over 4 seeds). On this
-CPU bf16 autocast makes training about 2.6x *slower* (59 against 23 ms per step): PyTorch's
-CPU kernel for the backward of bf16 ``scaled_dot_product_attention`` is several times slower
-than its fp32 one, which outweighs the faster bf16 matrix products. ``torch.compile``
-(inductor) gains about 15 % in fp32 after 5-20 s of compilation.
+the tuner. lr 3e-3 is already less stable (2.99-3.39 after 400 steps over 4 seeds).
+
+Speed, one thread, batch 32, interleaved in one run: written-out attention takes 31 ms per
+step in fp32 and 21 ms under bf16 autocast (1.5x faster). ``F.scaled_dot_product_attention``
+takes 26 ms in fp32 but 59 ms in bf16: in torch 2.13 its CPU backward in bf16 is several times
+slower than in fp32, which would hide bf16's gain on every CPU. Attention is written out so
+precision is a real trade-off for the tuner to measure. ``torch.compile`` (inductor) fuses
+it after 5-20 s of compilation.
 
 Example::
 
@@ -147,9 +150,12 @@ def load_data() -> Data:
 class _Block(nn.Module):
     """Pre-LayerNorm transformer block: causal self-attention, then a 4x MLP, each residual."""
 
-    def __init__(self, width: int, heads: int) -> None:
+    def __init__(self, width: int, heads: int, block_size: int) -> None:
         super().__init__()
         self.heads = heads
+        self.scale = 1.0 / math.sqrt(width // heads)
+        causal = torch.ones(block_size, block_size, dtype=torch.bool).tril()
+        self.register_buffer("causal", causal, persistent=False)
         self.attn_norm = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -162,7 +168,12 @@ class _Block(nn.Module):
         batch, time, width = x.shape
         q, k, v = self.qkv(self.attn_norm(x)).split(width, dim=-1)
         q, k, v = (t.view(batch, time, self.heads, -1).transpose(1, 2) for t in (q, k, v))
-        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        # Attention written out rather than F.scaled_dot_product_attention: in torch 2.13 the
+        # CPU backward of bf16 SDPA is ~7x slower than fp32, which would make bf16 autocast
+        # lose on any CPU; written out, bf16 is a real speed/precision trade (module docstring).
+        scores = (q @ k.transpose(-2, -1)) * self.scale
+        scores = scores.masked_fill(~self.causal[:time, :time], float("-inf"))
+        attended = scores.softmax(dim=-1) @ v
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, time, width))
         return x + self.mlp(self.mlp_norm(x))
 
@@ -181,7 +192,7 @@ class CharTransformer(nn.Module):
         super().__init__()
         self.token_embedding = nn.Embedding(_VOCAB_SIZE, width)
         self.position_embedding = nn.Embedding(block_size, width)
-        self.blocks = nn.ModuleList(_Block(width, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(_Block(width, heads, block_size) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, _VOCAB_SIZE)
         self.apply(self._init_weights)

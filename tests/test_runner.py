@@ -156,3 +156,11 @@ def test_a_changed_space_under_the_same_name_is_refused(tmp_path: Path) -> None:
     (tmp_path / "space.toml").write_text(SPACE + "[batch]\nbatch_size = [32]\n")
     with pytest.raises(UserError, match="already exists with a different space contents"):
         run_study(prepare(load_spec(tmp_path / "spec.toml")))
+
+
+def test_timeout_stops_starting_new_trials(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, n_trials=50)
+    summary = run_study(prepare(spec), timeout_s=1.0)
+    assert summary.stopped_by_timeout
+    assert 1 <= summary.ran < 50
+    assert summary.total == summary.ran

@@ -154,6 +154,7 @@ class _Block(nn.Module):
         super().__init__()
         self.heads = heads
         self.scale = 1.0 / math.sqrt(width // heads)
+        self.causal: torch.Tensor  # [block_size, block_size] lower triangle, a buffer
         causal = torch.ones(block_size, block_size, dtype=torch.bool).tril()
         self.register_buffer("causal", causal, persistent=False)
         self.attn_norm = nn.LayerNorm(width)

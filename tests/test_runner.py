@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -164,3 +169,44 @@ def test_timeout_stops_starting_new_trials(tmp_path: Path) -> None:
     assert summary.stopped_by_timeout
     assert 1 <= summary.ran < 50
     assert summary.total == summary.ran
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{dir}/other.db", "journal:{dir}/study.log"])
+def test_any_optuna_storage_holds_the_study(tmp_path: Path, url: str) -> None:
+    spec = dataclasses.replace(write_spec(tmp_path, n_trials=2), storage=url.format(dir=tmp_path))
+    run_study(prepare(spec))
+    view = read_study("toy", spec.storage)
+    assert len(view.trials) == 2
+    assert view.metric_name == "accuracy"
+    assert run_study(prepare(spec)).ran == 0  # resumed from that storage, not a new study
+
+
+def test_ctrl_c_mid_trial_is_recorded_as_interrupted(tmp_path: Path) -> None:
+    spec_path = tmp_path / "spec.toml"
+    write_spec(tmp_path, n_trials=2)
+    spec_path.write_text(spec_path.read_text().replace("steps = 12", "steps = 200000"))
+    script = Path(sys.executable).with_name("tuner")
+    process = subprocess.Popen(
+        [str(script), "run", str(spec_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    storage = f"sqlite:///{tmp_path / 'tuner.db'}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _training(storage):
+        time.sleep(0.5)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert b"again to resume" in err
+    (trial,) = read_study("toy", storage).trials
+    assert trial.state == "FAIL"
+    assert trial.attrs[TrialAttr.FAILURE_KIND] == FailureKind.INTERRUPTED
+
+
+def _training(storage: str) -> bool:
+    """Whether a trial of study "toy" has its config stored and is still running."""
+    try:
+        trials = read_study("toy", storage).trials
+    except UserError:  # the database or the study is not created yet
+        return False
+    return any(t.state == "RUNNING" and TrialAttr.CONFIG in t.attrs for t in trials)

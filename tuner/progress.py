@@ -54,8 +54,15 @@ def run_with_progress(
         summary = run_study(
             prepared, n_trials=n_trials, timeout_s=timeout_s, on_start=on_start, on_trial=on_trial
         )
-    finally:
+    except KeyboardInterrupt:
         bar.close()
+        click.echo(
+            f"interrupted: the running trial is stored as FAIL (interrupted); run "
+            f"`tuner run {spec.source}` again to resume",
+            err=True,
+        )
+        sys.exit(130)
+    bar.close()
     if summary.stopped_by_timeout:
         click.echo(f"stopped by the timeout after {summary.ran} trials", err=True)
     elif summary.ran == 0:

@@ -57,6 +57,21 @@ def _fail(field: str, message: str, value: Any) -> ConfigError:
     return ConfigError(f"{field}: {message}, got {value!r}")
 
 
+#: Legal closed intervals of the bounded hyperparameters, by field name. TrialConfig validates
+#: against them and space files are checked against the same table, so every config a space
+#: can sample is valid.
+LIMITS: dict[str, tuple[float, float]] = {
+    "weight_decay": (0.0, 1.0),
+    "momentum": (0.0, 0.999),
+    "betas": (0.0, 0.99999),
+    "alpha": (0.0, 0.99999),
+    "step_every": (1e-6, 1.0),
+    "step_gamma": (1e-6, 1.0),
+    "warmup_fraction": (1e-6, 1.0),
+    "pct_start": (0.01, 0.99),  # OneCycleLR needs both phases non-empty
+}
+
+
 def _positive(field: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise _fail(field, "must be a finite number > 0", value)
@@ -90,12 +105,12 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         _positive("optimizer.lr", self.lr)
-        _in_range("optimizer.weight_decay", self.weight_decay, 0.0, 1.0)
+        _in_range("optimizer.weight_decay", self.weight_decay, *LIMITS["weight_decay"])
         name = self.name
         uses_momentum = name in (OptimizerName.SGD, OptimizerName.RMSPROP)
         uses_betas = name in (OptimizerName.ADAM, OptimizerName.ADAMW)
         if uses_momentum:
-            _in_range("optimizer.momentum", self.momentum, 0.0, 0.999)
+            _in_range("optimizer.momentum", self.momentum, *LIMITS["momentum"])
         else:
             _absent(name, "optimizer.momentum", self.momentum)
         if name is OptimizerName.SGD:
@@ -109,11 +124,11 @@ class OptimizerConfig:
             if not (isinstance(self.betas, tuple) and len(self.betas) == 2):
                 raise _fail("optimizer.betas", "must be two numbers [beta1, beta2]", self.betas)
             for i, beta in enumerate(self.betas):
-                _in_range(f"optimizer.betas[{i}]", beta, 0.0, 0.99999)
+                _in_range(f"optimizer.betas[{i}]", beta, *LIMITS["betas"])
         else:
             _absent(name, "optimizer.betas", self.betas)
         if name is OptimizerName.RMSPROP:
-            _in_range("optimizer.alpha", self.alpha, 0.0, 0.99999)
+            _in_range("optimizer.alpha", self.alpha, *LIMITS["alpha"])
         else:
             _absent(name, "optimizer.alpha", self.alpha)
 
@@ -138,11 +153,9 @@ class ScheduleConfig:
         for field in ("step_every", "step_gamma", "pct_start", "warmup_fraction"):
             value = getattr(self, field)
             if field in expected:
-                _in_range(f"schedule.{field}", value, 1e-6, 1.0)
+                _in_range(f"schedule.{field}", value, *LIMITS[field])
             else:
                 _absent(name, f"schedule.{field}", value)
-        if name is ScheduleName.ONE_CYCLE and self.pct_start is not None:
-            _in_range("schedule.pct_start", self.pct_start, 0.01, 0.99)
 
 
 @dataclass(frozen=True)

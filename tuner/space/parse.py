@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from tuner.config import CompileMode, OptimizerName, Precision, ScheduleName
+from tuner.config import LIMITS, CompileMode, OptimizerName, Precision, ScheduleName
 from tuner.space.schema import (
     Branch,
     Categorical,
@@ -102,20 +102,23 @@ def _enum_domain(enum: type[StrEnum], what: str) -> _Domain:
     return _member([member.value for member in enum], what)
 
 
-_FRACTION = _Domain(float, _between(1e-6, 1.0))
-_BETA = _Domain(float, _between(0.0, 0.99999))
 _DOMAINS: dict[str, _Domain] = {
     "lr": _Domain(float, _positive),
-    "weight_decay": _Domain(float, _between(0.0, 1.0)),
-    "momentum": _Domain(float, _between(0.0, 0.999)),
     "nesterov": _Domain(bool, lambda value: None, ranges=False),
-    "beta1": _BETA,
-    "beta2": _BETA,
-    "alpha": _BETA,
-    "step_every": _FRACTION,
-    "step_gamma": _FRACTION,
-    "warmup_fraction": _FRACTION,
-    "pct_start": _Domain(float, _between(0.01, 0.99)),
+    "beta1": _Domain(float, _between(*LIMITS["betas"])),
+    "beta2": _Domain(float, _between(*LIMITS["betas"])),
+    **{
+        name: _Domain(float, _between(*LIMITS[name]))
+        for name in (
+            "weight_decay",
+            "momentum",
+            "alpha",
+            "step_every",
+            "step_gamma",
+            "warmup_fraction",
+            "pct_start",
+        )
+    },
 }
 _KIND_WORDS = {
     float: "a number; write e.g. 0.01",

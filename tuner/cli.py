@@ -45,13 +45,13 @@ storage_option = click.option(
 
 
 def _storage_url(storage: str | None) -> str:
+    """--storage as a full URL (a relative SQLite path is relative to the working directory);
+    without it, the default database in ./studies."""
     from tuner.spec import resolve_storage
 
-    return (
-        resolve_storage(storage, Path.cwd())
-        if storage
-        else resolve_storage(None, Path("studies").resolve())
-    )
+    if storage:
+        return resolve_storage(storage, Path.cwd())
+    return resolve_storage(None, Path("studies").resolve())
 
 
 def _study_ref(study: str, storage: str | None) -> tuple[str, str]:
@@ -94,7 +94,13 @@ def run(
     spec = load_spec(spec_file)  # a bad spec fails before torch is even imported
     from tuner.progress import run_with_progress
 
-    run_with_progress(spec, n_trials=n_trials, timeout_s=timeout, storage=storage, seed=seed)
+    run_with_progress(
+        spec,
+        n_trials=n_trials,
+        timeout_s=timeout,
+        storage=_storage_url(storage) if storage else None,
+        seed=seed,
+    )
 
 
 @cli.command()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import warnings
-from pathlib import Path
 
 import click
 import optuna
@@ -14,7 +13,7 @@ from tqdm.std import tqdm
 from tuner.report import study_report
 from tuner.results import TrialRecord, metric_key, pareto_front, read_study
 from tuner.runner import prepare, run_study
-from tuner.spec import StudySpec, resolve_storage
+from tuner.spec import StudySpec
 from tuner.workload import Direction
 
 
@@ -26,11 +25,12 @@ def run_with_progress(
     storage: str | None,
     seed: int | None,
 ) -> None:
-    """Apply command-line overrides, run the study with a live bar, print the report."""
+    """Apply command-line overrides (`storage` is a full URL), run the study with a live bar,
+    print the report."""
     # TPE's `group` and metric names are marked experimental; a user can do nothing about it.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if storage:
-        spec = dataclasses.replace(spec, storage=resolve_storage(storage, Path.cwd()))
+        spec = dataclasses.replace(spec, storage=storage)
     if seed is not None:
         spec = dataclasses.replace(spec, seed=seed)
     prepared = prepare(spec)

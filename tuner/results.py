@@ -89,9 +89,9 @@ def pareto_front(trials: list[TrialRecord], direction: Direction) -> list[TrialR
     better = 1.0 if direction is Direction.MAXIMIZE else -1.0
 
     def dominates(a: TrialRecord, b: TrialRecord) -> bool:
-        ma, mb = better * a.metric, better * b.metric  # type: ignore[operator]
-        ta, tb = a.throughput, b.throughput
-        return ma >= mb and ta >= tb and (ma > mb or ta > tb)  # type: ignore[operator]
+        (ma, ta), (mb, tb) = a.values(), b.values()
+        ma, mb = better * ma, better * mb
+        return ma >= mb and ta >= tb and (ma > mb or ta > tb)
 
     front = [t for t in trials if not any(dominates(o, t) for o in trials)]
     return sorted(front, key=metric_key(direction))

@@ -21,7 +21,7 @@ from tuner.space.schema import SearchSpace, Source, SpaceError
 
 
 def builtin_spaces() -> tuple[str, ...]:
-    """Names of the spaces shipped in the ``search_spaces`` package (``default``, ``quick``)."""
+    """Names of the spaces shipped in the ``search_spaces`` package (its ``*.toml`` stems)."""
     files = resources.files("search_spaces").iterdir()
     return tuple(sorted(f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")))
 

@@ -29,6 +29,7 @@ class TrialAttr(StrEnum):
     CURVE = "curve"  # [{step, samples, wall_s, metric}] after each evaluation
     FAILURE_KIND = "failure_kind"  # FailureKind value, for FAIL and PRUNED trials
     FAILURE_REASON = "failure_reason"  # one line
+    BASELINE = "baseline"  # True on the study's baseline trial (plain PyTorch defaults)
 
 
 class StudyAttr(StrEnum):
@@ -40,6 +41,7 @@ class StudyAttr(StrEnum):
     OBJECTIVE = "objective"  # workload reference
     METRIC_NAME = "metric_name"
     METRIC_DIRECTION = "metric_direction"
+    METRIC_NOISE = "metric_noise"  # metric differences at or below this are not real
     DEVICE = "device"  # device of the run that created the study
     TUNER_VERSION = "tuner_version"
 

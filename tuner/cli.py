@@ -7,6 +7,7 @@ A UserError becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from tuner.attrs import TrialAttr
-from tuner.config import TrialConfig
 from tuner.errors import UserError
-
-DEFAULT_STORAGE_HINT = "studies/tuner.db"
-
+from tuner.pick import PICK_HELP
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -40,18 +37,16 @@ storage_option = click.option(
     "--storage",
     metavar="URL",
     help="Optuna storage URL (sqlite:///file.db, postgresql://..., journal:file.log). "
-    f"Default: the spec's storage, else {DEFAULT_STORAGE_HINT}.",
+    "Default: the spec's storage key, else studies/tuner.db in the current folder.",
 )
 
 
 def _storage_url(storage: str | None) -> str:
     """--storage as a full URL (a relative SQLite path is relative to the working directory);
-    without it, the default database in ./studies."""
+    without it, the default storage."""
     from tuner.spec import resolve_storage
 
-    if storage:
-        return resolve_storage(storage, Path.cwd())
-    return resolve_storage(None, Path("studies").resolve())
+    return resolve_storage(storage or None, Path.cwd())
 
 
 def _study_ref(study: str, storage: str | None) -> tuple[str, str]:
@@ -100,6 +95,7 @@ def run(
         timeout_s=timeout,
         storage=_storage_url(storage) if storage else None,
         seed=seed,
+        resume_command=" ".join(shlex.quote(arg) for arg in ["tuner", *sys.argv[1:]]),
     )
 
 
@@ -141,7 +137,7 @@ def list_(storage: str | None) -> None:
     "pick_text",
     default="fastest-within=0.5%",
     show_default=True,
-    help="max-metric, max-throughput, fastest-within=X% or trial=N.",
+    help=f"Which trial: {PICK_HELP}.",
 )
 @click.option(
     "--format",
@@ -161,30 +157,42 @@ def list_(storage: str | None) -> None:
 def export(study: str, pick_text: str, fmt: str, output: str | None, storage: str | None) -> None:
     """Export one trial's config as YAML, JSON or a runnable Python snippet.
 
-    STUDY is a spec file or a study name.
+    STUDY is a spec file or a study name. A pick whose metric is no better than the
+    baseline's is exported with a warning on stderr.
     """
-    from tuner.export import ExportFormat, Provenance, render
+    from tuner.handoff import export_text, provenance_of
     from tuner.pick import parse_pick, select
-    from tuner.report import device_line
     from tuner.results import read_study
 
-    pick = parse_pick(pick_text)  # validate before touching the storage
     view = read_study(*_study_ref(study, storage))
-    trial = select(view, pick)
-    provenance = Provenance(
-        study=view.name,
-        trial=trial.number,
-        metric_name=view.metric_name,
-        metric=trial.metric,
-        throughput=trial.throughput,
-        device=device_line(trial.attrs.get(TrialAttr.DEVICE)),
-    )
-    text = render(TrialConfig.from_dict(trial.config), provenance, ExportFormat(fmt))
+    trial = select(view, parse_pick(pick_text, view.metric_name))
+    note = provenance_of(view, trial).note
+    if note:
+        click.echo(f"warning: {note}", err=True)
+    text = export_text(view, trial, fmt)
     if output:
         Path(output).write_text(text)
-        click.echo(f"wrote {output}", err=True)
+        click.echo(f"wrote {output} (trial {trial.number})", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))
+
+
+@cli.command()
+@storage_option
+@click.option("--study", "study_name", metavar="NAME", help="Open this study's Pareto front.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; only this machine can connect unless you change it.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@_user_errors
+def app(storage: str | None, study_name: str | None, host: str, port: int) -> None:
+    """Browse studies in the results app (Streamlit) in your web browser."""
+    from tuner.app_server import serve
+
+    serve(_storage_url(storage), study_name, host=host, port=port)
 
 
 def main() -> None:

@@ -323,3 +323,12 @@ def optimizer_kwargs(config: OptimizerConfig) -> dict[str, Any]:
         kwargs["alpha"] = float(config.alpha)
     kwargs["weight_decay"] = float(config.weight_decay)
     return kwargs
+
+
+#: What a user gets from plain PyTorch defaults; every study's first trial, unless the workload
+#: declares its own baseline. Adam's betas and weight decay are torch's defaults.
+DEFAULT_BASELINE = TrialConfig(
+    optimizer=OptimizerConfig(OptimizerName.ADAM, lr=1e-3, betas=(0.9, 0.999)),
+    schedule=ScheduleConfig(ScheduleName.CONSTANT),
+    batch_size=32,
+)

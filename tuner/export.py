@@ -57,6 +57,10 @@ class Provenance:
     metric: float | None
     throughput: float | None  # samples/s
     device: str  # one-line device description
+    baseline_trial: int | None = None  # the trial the next two figures are relative to
+    speedup: float | None = None  # throughput / the baseline's
+    metric_delta: float | None = None  # metric gain over the baseline; > 0 is better
+    note: str = ""  # why there is no baseline, or a warning about this trial
 
 
 def render(config: TrialConfig, provenance: Provenance, fmt: ExportFormat | str) -> str:
@@ -137,7 +141,16 @@ def _provenance_dict(provenance: Provenance) -> dict[str, Any]:
         "metric": _finite_or_none(provenance.metric),
         "throughput": _finite_or_none(provenance.throughput),
         "device": str(provenance.device),
-    }
+        "baseline_trial": None
+        if provenance.baseline_trial is None
+        else int(provenance.baseline_trial),
+        "speedup": _finite_or_none(provenance.speedup),
+        "metric_delta": _finite_or_none(provenance.metric_delta),
+    } | ({"note": str(provenance.note)} if provenance.note else {})
+
+
+def _int_or_none(value: int | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -250,15 +263,30 @@ def _figure(value: float | None, unit: str = "") -> str:
     return "unknown" if value is None else f"{value:.6g}{unit}"
 
 
+def _provenance_comment(provenance: dict[str, Any]) -> str:
+    lines = [
+        f"# Study {_one_line(provenance['study'])}, trial {provenance['trial']}:"
+        f" {_one_line(provenance['metric_name'])} {_figure(provenance['metric'])},"
+        f" {_figure(provenance['throughput'], ' samples/s')}"
+        f" on {_one_line(provenance['device'])}."
+    ]
+    if provenance["baseline_trial"] is not None:
+        delta = provenance["metric_delta"]
+        lines.append(
+            f"# Against the baseline (trial {provenance['baseline_trial']}):"
+            f" {_figure(provenance['speedup'], 'x')} its throughput,"
+            f" {_one_line(provenance['metric_name'])}"
+            f" {'unknown' if delta is None else f'{delta:+.6g}'} (+ is better)."
+        )
+    if "note" in provenance:
+        lines.append(f"# Note: {_one_line(provenance['note'])}")
+    return "\n".join(lines)
+
+
 def _python(config: TrialConfig, provenance: dict[str, Any]) -> str:
     clip = config.grad_clip_norm
     return _TEMPLATE.substitute(
-        provenance=(
-            f"# Study {_one_line(provenance['study'])}, trial {provenance['trial']}:"
-            f" {_one_line(provenance['metric_name'])} {_figure(provenance['metric'])},"
-            f" {_figure(provenance['throughput'], ' samples/s')}"
-            f" on {_one_line(provenance['device'])}."
-        ),
+        provenance=_provenance_comment(provenance),
         batch=_literal(config.batch_size),
         accum=_literal(config.accumulation_steps),
         samples=_literal(config.effective_batch_size),
@@ -307,10 +335,11 @@ $scheduler
 
 
 def train_steps(model, loader, loss_fn, total_steps):
-    """Train `model` for `total_steps` optimizer steps with the tuned setup; return it.
+    """Train `model` for `total_steps` optimizer steps with the tuned setup.
 
     `loader` yields (inputs, targets) micro-batches of BATCH_SIZE and is re-iterated as
     needed (a DataLoader is fine); `loss_fn(outputs, targets)` returns the mean loss.
+    Returns the eager (uncompiled) model, switched to eval mode for evaluation and saving.
     """
     model_to_train, eager_model, optimizer, scheduler, scaler, autocast = make_training(
         model, total_steps
@@ -330,7 +359,7 @@ $clip
         scaler.update()
         scheduler.step()  # once per optimizer step; a step fp16's scaler skips still counts
         optimizer.zero_grad(set_to_none=True)
-    return eager_model
+    return eager_model.eval()
 
 
 def _endless(loader):
@@ -342,4 +371,21 @@ def _endless(loader):
             yield batch
         if empty:
             raise ValueError("loader yielded no batches")
+
+
+if __name__ == "__main__":
+    # Run this file to see the tuned setup train; in your code, call train_steps instead:
+    #   model = train_steps(model.to(device), train_loader, loss_fn, total_steps=...)
+    inputs = torch.randn(4096, 16)
+    targets = inputs[:, :4].argmax(1)  # a learnable toy task
+    demo = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(inputs, targets), batch_size=BATCH_SIZE, shuffle=True
+    )
+    loss_fn = torch.nn.functional.cross_entropy
+    before = loss_fn(demo(inputs), targets).item()
+    demo = train_steps(demo, loader, loss_fn, total_steps=30)
+    with torch.no_grad():
+        after = loss_fn(demo(inputs), targets).item()
+    print(f"30 tuned optimizer steps on a toy task: loss {before:.3f} -> {after:.3f}")
 ''')

@@ -11,7 +11,7 @@ import optuna
 from tqdm.std import tqdm
 
 from tuner.report import study_report
-from tuner.results import TrialRecord, metric_key, pareto_front, read_study
+from tuner.results import TrialRecord, metric_key, pareto_front, read_study, record_of
 from tuner.runner import prepare, run_study
 from tuner.spec import StudySpec
 from tuner.workload import Direction
@@ -24,9 +24,10 @@ def run_with_progress(
     timeout_s: float | None,
     storage: str | None,
     seed: int | None,
+    resume_command: str,
 ) -> None:
     """Apply command-line overrides (`storage` is a full URL), run the study with a live bar,
-    print the report."""
+    print the report. `resume_command` is what the user typed, for the Ctrl-C hint."""
     # TPE's `group` and metric names are marked experimental; a user can do nothing about it.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if storage:
@@ -41,9 +42,13 @@ def run_with_progress(
     records: list[TrialRecord] = []
     bar = tqdm(total=0, unit="trial", dynamic_ncols=True, file=sys.stderr)
 
-    def on_start(study: object, remaining: int) -> None:
+    def on_start(study: optuna.Study, remaining: int) -> None:
+        # The bar's front is the study's, trials of earlier runs included.
+        records.extend(record_of(t) for t in study.get_trials(deepcopy=False))
         bar.reset(total=remaining)
         bar.set_description(f"{spec.name}")
+        if records:
+            bar.set_postfix_str(front_summary(records, metric.name, metric.direction))
 
     def on_trial(record: TrialRecord) -> None:
         records.append(record)
@@ -58,7 +63,7 @@ def run_with_progress(
         bar.close()
         click.echo(
             f"interrupted: the running trial is stored as FAIL (interrupted); run "
-            f"`tuner run {spec.source}` again to resume",
+            f"`{resume_command}` again to resume",
             err=True,
         )
         sys.exit(130)

@@ -1,4 +1,8 @@
-"""Plain-text tables of a study for the terminal: the front, the counts, the failures."""
+"""How a study reads as text: the cells, the front table, the counts, the failures.
+
+The terminal report (`tuner show`) and the app format every figure with these functions, so
+a number reads the same everywhere.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,72 @@ from collections.abc import Sequence
 from typing import Any
 
 from tuner.attrs import StudyAttr, TrialAttr
+from tuner.relative import Baseline, Versus, baseline_of
 from tuner.results import StudyView, TrialRecord
+from tuner.storage import masked
 
 _REASONS_SHOWN = 5  # per failure kind: the first few say why; the count says how often
 
 
-def knob_summary(config: dict[str, Any] | None) -> dict[str, str]:
-    """The knobs a reader scans first, each as a short cell."""
-    if not config:
+def knob_summary(trial: TrialRecord) -> dict[str, str]:
+    """The knobs a reader scans first, each as a short cell ("?" where a stored value is odd)."""
+    knobs = trial.knobs
+    if not knobs:
         return {}
-    optimizer = config["optimizer"]
-    clip = config.get("grad_clip_norm")
+    clip = knobs.get("grad_clip_norm")
     return {
-        "optimizer": f"{optimizer['name']} lr={optimizer['lr']:.2e}",
-        "schedule": config["schedule"]["name"],
-        "batch": f"{config['batch_size']}x{config['accumulation_steps']}",
-        "precision": config["precision"],
-        "compile": config["compile_mode"],
-        "clip": "off" if clip is None else f"{clip:.3g}",
+        "optimizer": f"{knobs.get('optimizer', '?')} lr={_number(knobs.get('lr'), '.2e')}",
+        "schedule": str(knobs.get("schedule", "?")),
+        "batch": f"{knobs.get('batch_size', '?')}x{knobs.get('accumulation_steps', '?')}",
+        "precision": str(knobs.get("precision", "?")),
+        "compile": str(knobs.get("compile_mode", "?")),
+        "clip": "off" if clip is None else _number(clip, ".3g"),
     }
 
 
-def device_line(device: dict[str, Any] | None) -> str:
-    if not device:
+def _number(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, int | float) else "?"
+
+
+def speedup_cell(versus: Versus) -> str:
+    """Throughput over the baseline's, e.g. ``1.42×``; ``?`` with no baseline to divide by."""
+    return "?" if versus.speedup is None else f"{versus.speedup:.2f}×"
+
+
+def delta_cell(versus: Versus) -> str:
+    """The metric's gain over the baseline, signed so + is better; ``!`` marks "not better"."""
+    if versus.delta is None:
+        return "?"
+    return f"{versus.delta:+.4g}{' !' if versus.not_better else ''}"
+
+
+def baseline_line(baseline: Baseline, metric_name: str) -> str:
+    """What every relative figure is relative to, or why there are none."""
+    trial = baseline.trial
+    if trial is None:
+        return f"baseline: {baseline.note}"
+    knobs = knob_summary(trial)
+    setup = ", ".join(knobs[k] for k in ("optimizer", "schedule", "batch", "precision", "compile"))
+    return (
+        f"baseline: trial {trial.number} ({setup}): {metric_name} {trial.metric:.4f}"
+        f" @ {trial.throughput:,.0f} samples/s"
+    )
+
+
+def not_better_warning(view: StudyView, baseline: Baseline, trial: TrialRecord) -> str | None:
+    """A warning when `trial` does not train better than the baseline by more than the noise."""
+    versus = baseline.versus(trial)
+    if not versus.not_better or baseline.trial is None:
+        return None
+    return (
+        f"trial {trial.number}'s {view.metric_name} {trial.metric:.4g} is no better than the "
+        f"baseline's {baseline.trial.metric:.4g} (trial {baseline.trial.number}) by more than "
+        f"the noise ({view.noise:g}): it trains faster, not better"
+    )
+
+
+def device_line(device: Any) -> str:
+    if not device or not isinstance(device, dict):
         return "unknown device"
     threads = device.get("torch_threads")
     detail = f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
@@ -38,10 +85,13 @@ def device_line(device: dict[str, Any] | None) -> str:
 
 
 def trials_table(view: StudyView, trials: Sequence[TrialRecord]) -> str:
+    baseline = baseline_of(view)
     headers = [
         "trial",
         view.metric_name,
+        "Δ",
         "samples/s",
+        "speedup",
         "optimizer",
         "schedule",
         "batch",
@@ -51,10 +101,13 @@ def trials_table(view: StudyView, trials: Sequence[TrialRecord]) -> str:
     ]
     rows = []
     for trial in trials:
-        knobs = knob_summary(trial.config)
+        knobs = knob_summary(trial)
+        versus = baseline.versus(trial)
+        number = f"{trial.number}{' (baseline)' if trial.is_baseline else ''}"
         rows.append(
-            [str(trial.number), f"{trial.metric:.4f}", f"{trial.throughput:,.0f}"]
-            + [knobs.get(h, "") for h in headers[3:]]
+            [number, f"{trial.metric:.4f}", delta_cell(versus), f"{trial.throughput:,.0f}"]
+            + [speedup_cell(versus)]
+            + [knobs.get(h, "") for h in headers[5:]]
         )
     return format_table(headers, rows)
 
@@ -73,14 +126,26 @@ def study_report(view: StudyView) -> str:
     lines = [
         f"study {view.name}: objective {view.attrs.get(StudyAttr.OBJECTIVE, '?')}, "
         f"metric {view.metric_name} ({direction}) and throughput (maximize)",
-        f"storage: {view.storage}",
+        f"storage: {masked(view.storage)}",
         f"device: {device_line(view.attrs.get(StudyAttr.DEVICE))}",
         "trials: " + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none"),
     ]
+    baseline = baseline_of(view)
+    lines.append(baseline_line(baseline, view.metric_name))
     front = view.front()
     if front:
         lines += ["", f"Pareto front ({len(front)} of {len(view.completed())} complete trials):"]
         lines.append(trials_table(view, front))
+        lines.append(
+            f"Δ: {view.metric_name} gained over the baseline (+ is better); speedup: throughput "
+            "over the baseline's"
+        )
+        flagged = [str(t.number) for t in front if baseline.versus(t).not_better]
+        if flagged:
+            lines.append(
+                f"! not better than the baseline by more than the noise ({view.noise:g}): "
+                f"trials {', '.join(flagged)}; they train faster, not better"
+            )
     infeasible = view.infeasible()
     if infeasible:
         numbers = ", ".join(str(t.number) for t in infeasible)

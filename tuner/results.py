@@ -2,20 +2,74 @@
 
 No torch here: reading results must be instant. The Pareto front is computed from the stored
 trials themselves (feasible, complete), with the metric's direction taken from the study.
+A `StudyReader` kept open (the app keeps one per study) re-reads only what changed: Optuna's
+cached RDB storage and its journal storage both fetch only new and unfinished trials, and
+records of finished trials are reused.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
-
-import optuna
-from optuna.trial import TrialState
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from tuner.attrs import StudyAttr, TrialAttr
+from tuner.errors import UserError
 from tuner.storage import load_study, open_storage
 from tuner.workload import Direction
+
+if TYPE_CHECKING:  # optuna is imported by the functions that open a storage
+    import optuna
+
+
+#: Knob columns, in the order a reader scans them; flattened from the stored config.
+KNOBS = (
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "nesterov",
+    "beta1",
+    "beta2",
+    "alpha",
+    "schedule",
+    "step_every",
+    "step_gamma",
+    "pct_start",
+    "warmup_fraction",
+    "batch_size",
+    "accumulation_steps",
+    "effective_batch",
+    "grad_clip_norm",
+    "precision",
+    "compile_mode",
+)
+
+
+def knobs_of(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The stored config as flat knob -> value (knobs that do not apply are absent)."""
+    if not isinstance(config, dict):
+        return {}
+    optimizer, schedule = _table(config, "optimizer"), _table(config, "schedule")
+    flat: dict[str, Any] = {"optimizer": optimizer.get("name"), "schedule": schedule.get("name")}
+    flat |= {k: v for k, v in optimizer.items() if k not in ("name", "betas")}
+    betas = optimizer.get("betas")
+    if isinstance(betas, list | tuple) and len(betas) == 2:
+        flat |= {"beta1": betas[0], "beta2": betas[1]}
+    flat |= {k: v for k, v in schedule.items() if k != "name"}
+    for key in ("batch_size", "accumulation_steps", "grad_clip_norm", "precision", "compile_mode"):
+        flat[key] = config.get(key)
+    batch, accumulation = flat["batch_size"], flat["accumulation_steps"]
+    if isinstance(batch, int) and isinstance(accumulation, int):
+        flat["effective_batch"] = batch * accumulation
+    return {k: flat[k] for k in KNOBS if k in flat}
+
+
+def _table(config: dict[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -28,6 +82,7 @@ class TrialRecord:
     throughput: float | None
     feasible: bool
     attrs: dict[str, Any]
+    completed: datetime | None = field(default=None, compare=False)
 
     def values(self) -> tuple[float, float]:
         """(metric, throughput) of a complete trial."""
@@ -37,7 +92,17 @@ class TrialRecord:
 
     @property
     def config(self) -> dict[str, Any] | None:
-        return self.attrs.get(TrialAttr.CONFIG)
+        config = self.attrs.get(TrialAttr.CONFIG)
+        return config if isinstance(config, dict) else None
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        return knobs_of(self.config)
+
+    @property
+    def is_baseline(self) -> bool:
+        """The study's reference trial: plain PyTorch defaults, or the workload's own."""
+        return bool(self.attrs.get(TrialAttr.BASELINE))
 
     @property
     def failure(self) -> str | None:
@@ -54,6 +119,12 @@ class StudyView:
     attrs: dict[str, Any]
     trials: tuple[TrialRecord, ...]
 
+    @property
+    def noise(self) -> float:
+        """Metric differences at or below this are seed noise (0 when the workload gave none)."""
+        noise = self.attrs.get(StudyAttr.METRIC_NOISE, 0.0)
+        return float(noise) if isinstance(noise, int | float) and noise >= 0 else 0.0
+
     def completed(self) -> list[TrialRecord]:
         """Complete, feasible trials: the only candidates for the front or an export."""
         return [t for t in self.trials if t.state == "COMPLETE" and t.feasible]
@@ -64,6 +135,13 @@ class StudyView:
 
     def state_counts(self) -> dict[str, int]:
         return dict(Counter(t.state for t in self.trials))
+
+    def last_update(self) -> datetime | None:
+        """When the latest trial finished (None before any has)."""
+        return max((t.completed for t in self.trials if t.completed), default=None)
+
+    def trial(self, number: int) -> TrialRecord | None:
+        return next((t for t in self.trials if t.number == number), None)
 
     def failures(self) -> dict[str, list[TrialRecord]]:
         """Failed and pruned trials grouped by failure kind."""
@@ -85,35 +163,85 @@ def metric_key(direction: Direction) -> Any:
 
 
 def pareto_front(trials: list[TrialRecord], direction: Direction) -> list[TrialRecord]:
-    """Trials no other trial beats on both metric and throughput (ties kept)."""
+    """Trials no other trial beats on both metric and throughput (ties kept), best metric first.
+
+    One sort and one sweep, O(n log n), so a 5,000-trial study's front is instant: walking
+    from the best metric down, a trial is on the front when it is the fastest of its metric
+    value and faster than every trial with a strictly better metric.
+    """
     better = 1.0 if direction is Direction.MAXIMIZE else -1.0
-
-    def dominates(a: TrialRecord, b: TrialRecord) -> bool:
-        (ma, ta), (mb, tb) = a.values(), b.values()
-        ma, mb = better * ma, better * mb
-        return ma >= mb and ta >= tb and (ma > mb or ta > tb)
-
-    front = [t for t in trials if not any(dominates(o, t) for o in trials)]
-    return sorted(front, key=metric_key(direction))
+    points = sorted(
+        ((better * t.values()[0], t.values()[1], t) for t in trials), key=lambda p: (-p[0], -p[1])
+    )
+    front: list[TrialRecord] = []
+    fastest_better = -math.inf  # fastest throughput among strictly better metrics
+    i = 0
+    while i < len(points):
+        j = i
+        while j < len(points) and points[j][0] == points[i][0]:
+            j += 1
+        group_fastest = points[i][1]
+        if group_fastest > fastest_better:
+            front += [p[2] for p in points[i:j] if p[1] == group_fastest]
+        fastest_better = max(fastest_better, group_fastest)
+        i = j
+    return front
 
 
 def read_study(name: str, storage: str) -> StudyView:
     """Load a study written by `tuner run` (a UserError if it does not exist)."""
-    study = load_study(name, storage)
-    attrs = dict(study.user_attrs)
-    return StudyView(
-        name=name,
-        storage=storage,
-        metric_name=attrs.get(StudyAttr.METRIC_NAME, "metric"),
-        direction=Direction(attrs.get(StudyAttr.METRIC_DIRECTION, Direction.MAXIMIZE.value)),
-        attrs=attrs,
-        trials=tuple(record_of(t) for t in study.get_trials(deepcopy=False)),
-    )
+    return StudyReader(name, storage).read()
+
+
+class StudyReader:
+    """An open study that reads again cheaply: finished trials are fetched and flattened once.
+
+    Example:
+        >>> reader = StudyReader("quick-digits", "sqlite:///studies/tuner.db")  # doctest: +SKIP
+        >>> view = reader.read()  # later calls fetch only new and unfinished trials
+    """
+
+    def __init__(self, name: str, storage: str) -> None:
+        self.name = name
+        self.storage = storage
+        self._study = load_study(name, storage)
+        self._finished: dict[int, TrialRecord] = {}
+        if len(self._study.directions) != 2:
+            raise UserError(
+                f"STUDY: {name!r} has {len(self._study.directions)} objective(s), so it was not "
+                "made by tuner (a tuner study has two: the metric and throughput); open a study "
+                "that `tuner run` created"
+            )
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study, for Optuna's own read-only analyses (importances)."""
+        return self._study
+
+    def read(self) -> StudyView:
+        attrs = dict(self._study.user_attrs)
+        records = []
+        for trial in self._study.get_trials(deepcopy=False):
+            record = self._finished.get(trial.number)
+            if record is None:
+                record = record_of(trial)
+                if trial.state.is_finished():
+                    self._finished[trial.number] = record
+            records.append(record)
+        direction = attrs.get(StudyAttr.METRIC_DIRECTION, Direction.MAXIMIZE.value)
+        return StudyView(
+            name=self.name,
+            storage=self.storage,
+            metric_name=str(attrs.get(StudyAttr.METRIC_NAME, "metric")),
+            direction=Direction(direction) if direction in set(Direction) else Direction.MAXIMIZE,
+            attrs=attrs,
+            trials=tuple(records),
+        )
 
 
 def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     """Flatten a stored trial; objective 0 is the metric, objective 1 the throughput."""
-    values = trial.values if trial.state is TrialState.COMPLETE else None
+    values = trial.values if trial.state.name == "COMPLETE" else None
     return TrialRecord(
         number=trial.number,
         state=trial.state.name,
@@ -121,6 +249,7 @@ def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         throughput=values[1] if values else None,
         feasible=all(v <= 0.0 for v in trial.constraints.values()),
         attrs=dict(trial.user_attrs),
+        completed=trial.datetime_complete,
     )
 
 
@@ -134,6 +263,8 @@ class StudySummary:
 
 def list_studies(storage: str) -> list[StudySummary]:
     """Every study in a storage, with its trial count and objective."""
+    import optuna
+
     summaries = optuna.get_all_study_summaries(open_storage(storage, create=False))
     return [
         StudySummary(

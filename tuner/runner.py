@@ -25,7 +25,14 @@ from tuner.hardware import DeviceInfo, describe_device, detect_capabilities, sel
 from tuner.harness import TrialFailure, TrialResult, run_trial
 from tuner.harness.failures import classify
 from tuner.results import TrialRecord, record_of
-from tuner.space import SearchSpace, load_space, restrict, sample_config
+from tuner.space import (
+    SearchSpace,
+    config_params,
+    load_space,
+    restrict,
+    sample_config,
+    suggest_params,
+)
 from tuner.spec import SamplerName, StudySpec
 from tuner.storage import open_storage
 from tuner.workload import Workload, load_workload
@@ -103,7 +110,7 @@ def run_study(
     study = _open_study(prepared)
     target = n_trials if n_trials is not None else spec.n_trials
     timeout = timeout_s if timeout_s is not None else spec.timeout_s
-    remaining = max(0, target - len(study.get_trials(deepcopy=False)))
+    remaining = max(0, target - _n_started(study))
     if on_start is not None:
         on_start(study, remaining)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -119,9 +126,17 @@ def run_study(
         study=spec.name,
         storage=spec.storage,
         ran=ran,
-        total=len(study.get_trials(deepcopy=False)),
+        total=_n_started(study),
         stopped_by_timeout=ran < remaining,
     )
+
+
+def _n_started(study: optuna.Study) -> int:
+    """Trials run or running; the queued baseline is not one until a run picks it up."""
+    return len(study.get_trials(deepcopy=False, states=_STARTED))
+
+
+_STARTED = tuple(state for state in TrialState if state is not TrialState.WAITING)
 
 
 def _open_study(prepared: Prepared) -> optuna.Study:
@@ -153,11 +168,17 @@ def _open_study(prepared: Prepared) -> optuna.Study:
         StudyAttr.OBJECTIVE: spec.objective,
         StudyAttr.METRIC_NAME: metric.name,
         StudyAttr.METRIC_DIRECTION: metric.direction.value,
+        StudyAttr.METRIC_NOISE: metric.noise,
         StudyAttr.DEVICE: prepared.device_info.to_dict(),
         StudyAttr.TUNER_VERSION: tuner.__version__,
     }
     for key, value in attrs.items():
         study.set_user_attr(key, value)
+    # The baseline runs first and through the queue, so every sampler sees it as a trial.
+    baseline = prepared.workload.baseline
+    study.enqueue_trial(
+        config_params(baseline, prepared.space), user_attrs={TrialAttr.BASELINE: True}
+    )
     return study
 
 
@@ -187,7 +208,11 @@ def _run_one(study: optuna.Study, prepared: Prepared) -> TrialRecord:
     trial.set_user_attr(TrialAttr.SEED, seed)
     trial.set_user_attr(TrialAttr.DEVICE, prepared.device_info.to_dict())
     try:
-        config = sample_config(trial, prepared.space)
+        if trial.user_attrs.get(TrialAttr.BASELINE):
+            config = prepared.workload.baseline
+            suggest_params(trial, config, prepared.space)
+        else:
+            config = sample_config(trial, prepared.space)
         trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
         result = run_trial(prepared.workload, config, spec.budget, prepared.device, seed)
     except ConfigError as exc:

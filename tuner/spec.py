@@ -58,7 +58,7 @@ _SECTIONS: dict[str, frozenset[str]] = {
     "run": frozenset({"device", "threads", "memory_budget_mb"}),
 }
 _DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_DB = "tuner.db"
+DEFAULT_DB = "studies/tuner.db"
 
 
 @dataclass(frozen=True)
@@ -148,10 +148,20 @@ def load_spec(path: str | Path) -> StudySpec:
     )
 
 
+def default_storage() -> str:
+    """The one default storage of every command: ``studies/tuner.db`` in the current folder.
+
+    `run` writes there unless the spec or ``--storage`` names another; `show`, `list`,
+    `export` and `app` read there, so a study run from a folder is found from that folder.
+    """
+    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
 def resolve_storage(url: str | None, base: Path) -> str:
-    """An Optuna storage URL; relative SQLite paths are anchored at `base`."""
+    """An Optuna storage URL; relative SQLite paths are anchored at `base`; None is the
+    default storage."""
     if url is None:
-        return f"sqlite:///{base / DEFAULT_DB}"
+        return default_storage()
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/"):
         return f"{prefix}{base / url[len(prefix) :]}"

@@ -6,14 +6,24 @@ SQLite path, and a user would then see "no studies" instead of "wrong path".
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-
-import optuna
-from optuna.storages.journal import JournalFileBackend
+from typing import TYPE_CHECKING
 
 from tuner.errors import UserError
 
+if TYPE_CHECKING:  # optuna is imported when a storage is opened, so `tuner --help` stays instant
+    import optuna
+
 _SQLITE = "sqlite:///"
+
+
+_PASSWORD = re.compile(r"(?<=://)([^:/@]*):[^@/]*@")
+
+
+def masked(url: str) -> str:
+    """`url` with any password replaced by ***, fit to print or show in the app."""
+    return _PASSWORD.sub(r"\1:***@", url)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -23,6 +33,9 @@ def sqlite_path(url: str) -> Path | None:
 
 def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`; with create=False a missing SQLite file is a UserError."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
     path = sqlite_path(url)
     if path is not None:
         if not create and not path.is_file():
@@ -41,15 +54,18 @@ def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
             backend = JournalFileBackend(url[len("journal:") :])
             return optuna.storages.JournalStorage(backend)
     except Exception as exc:
-        raise UserError(f"--storage: cannot open {url!r}: {type(exc).__name__}: {exc}") from None
+        detail = masked(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        raise UserError(f"--storage: cannot open {masked(url)!r}: {detail}") from None
     raise UserError(
-        f"--storage: unsupported URL {url!r}; use sqlite:///path.db, postgresql://... "
+        f"--storage: unsupported URL {masked(url)!r}; use sqlite:///path.db, postgresql://... "
         "or journal:path.log"
     )
 
 
 def load_study(name: str, url: str) -> optuna.Study:
     """An existing study, or a UserError that says how to find the right name."""
+    import optuna
+
     storage = open_storage(url, create=False)
     try:
         return optuna.load_study(study_name=name, storage=storage)
@@ -57,5 +73,5 @@ def load_study(name: str, url: str) -> optuna.Study:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         known = ", ".join(sorted(names)) or "none"
         raise UserError(
-            f"STUDY: no study named {name!r} in {url}; studies there: {known}"
+            f"STUDY: no study named {name!r} in {masked(url)}; studies there: {known}"
         ) from None

@@ -38,11 +38,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.config import DEFAULT_BASELINE, TrialConfig
 from tuner.errors import UserError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+
+class WorkloadError(UserError):
+    """A workload reference cannot be resolved to a Workload; the message says why and how."""
 
 
 class Direction(StrEnum):
@@ -52,10 +57,20 @@ class Direction(StrEnum):
 
 @dataclass(frozen=True)
 class Metric:
-    """The validation metric: its name (shown everywhere) and which way is better."""
+    """The validation metric: its name (shown everywhere) and which way is better.
+
+    ``noise`` is how far the metric moves between seeds of one config (in metric units).
+    A config whose metric beats the baseline's by no more than this has not shown that it
+    trains any better, so readers flag it instead of recommending it silently.
+    """
 
     name: str
     direction: Direction
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.noise, int | float) and self.noise >= 0):
+            raise WorkloadError(f"metric.noise: must be a number >= 0, got {self.noise!r}")
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,9 @@ class Workload:
             values; the metric is their mean over the whole validation set.
         description: One line for listings.
         eval_batch_size: Batch size for validation passes (not tuned: it changes no result).
+        baseline: The config every study runs first and judges all others against; by
+            default plain PyTorch defaults (`tuner.config.DEFAULT_BASELINE`). Declare your
+            own when your current training recipe is the bar to beat.
     """
 
     name: str
@@ -98,10 +116,7 @@ class Workload:
     score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     description: str = ""
     eval_batch_size: int = 512
-
-
-class WorkloadError(UserError):
-    """A workload reference cannot be resolved to a Workload; the message says why and how."""
+    baseline: TrialConfig = DEFAULT_BASELINE
 
 
 #: Built-in workloads by short name; a spec may use these names instead of a reference.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tuner.space.load import builtin_spaces, load_space
 from tuner.space.restrict import Dropped, restrict
-from tuner.space.sample import SuggestingTrial, sample_config
+from tuner.space.sample import SuggestingTrial, config_params, sample_config, suggest_params
 from tuner.space.schema import (
     Branch,
     Categorical,
@@ -40,7 +40,9 @@ __all__ = [
     "SpaceError",
     "SuggestingTrial",
     "builtin_spaces",
+    "config_params",
     "load_space",
     "restrict",
     "sample_config",
+    "suggest_params",
 ]

@@ -99,3 +99,85 @@ def _suggest(trial: SuggestingTrial, name: str, knob: Knob) -> Any:
     if isinstance(knob, FloatRange):
         return trial.suggest_float(name, knob.low, knob.high, log=knob.log)
     return trial.suggest_int(name, knob.low, knob.high, step=knob.step, log=knob.log)
+
+
+def config_params(config: TrialConfig, space: SearchSpace) -> dict[str, Any]:
+    """The Optuna parameters `sample_config` would suggest to produce `config` in `space`.
+
+    Only the parameters whose value lies inside the space are given: the baseline (plain
+    PyTorch defaults) may fall outside a user's space (batch 32 in a space of 64-256), and a
+    sampler must never be told of a value its distributions cannot hold. Enqueue the result
+    (`study.enqueue_trial`) and call `suggest_params` on the trial, and the sampler sees the
+    config where the space can describe it.
+    """
+    return {name: value for name, knob, value in _config_knobs(config, space)}
+
+
+def suggest_params(trial: SuggestingTrial, config: TrialConfig, space: SearchSpace) -> None:
+    """Suggest `config_params(config, space)` on `trial`, so the trial records them.
+
+    On a trial enqueued with those parameters every suggestion returns the enqueued value.
+    """
+    for name, knob, _ in _config_knobs(config, space):
+        _suggest(trial, name, knob)
+
+
+def _config_knobs(config: TrialConfig, space: SearchSpace) -> list[tuple[str, Knob, Any]]:
+    """(parameter name, knob, value) of every searched knob of `space` that holds `config`'s
+    value, in the order `sample_config` suggests them."""
+    found: list[tuple[str, Knob, Any]] = []
+
+    def add(name: str, knob: Knob, value: Any) -> bool:
+        if _contains(knob, value):
+            if not isinstance(knob, Fixed):
+                found.append((name, knob, value))
+            return True
+        return False
+
+    optimizer = config.optimizer
+    values: dict[str, Any] = {
+        "lr": optimizer.lr,
+        "weight_decay": optimizer.weight_decay,
+        "momentum": optimizer.momentum,
+        "nesterov": optimizer.nesterov,
+        "alpha": optimizer.alpha,
+    }
+    if optimizer.betas is not None:
+        values |= {"beta1": optimizer.betas[0], "beta2": optimizer.betas[1]}
+    schedule = config.schedule
+    for chosen, branches, params in (
+        ("optimizer", space.optimizers, values),
+        ("schedule", space.schedules, vars(schedule)),
+    ):
+        name = optimizer.name.value if chosen == "optimizer" else schedule.name.value
+        by_name = {branch.name: branch for branch in branches}
+        if name not in by_name:
+            continue
+        if len(branches) > 1:
+            add(chosen, Choice(tuple(by_name)), name)
+        for param, knob in by_name[name].params:
+            add(f"{name}.{param}", knob, params[param])
+    add("batch_size", space.batch_size, config.batch_size)
+    add("accumulation_steps", space.accumulation_steps, config.accumulation_steps)
+    clipping = Clipping.OFF if config.grad_clip_norm is None else Clipping.NORM
+    if add("clipping", space.clipping, clipping.value) and clipping is Clipping.NORM:
+        add("clipping.max_norm", space.max_norm, config.grad_clip_norm)
+    add("precision", space.precision, config.precision.value)
+    add("compile_mode", space.compile_mode, config.compile_mode.value)
+    return found
+
+
+def _contains(knob: Knob, value: Any) -> bool:
+    if isinstance(knob, Fixed):
+        return bool(knob.value == value)
+    if isinstance(knob, Choice):
+        return value in knob.values
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    if isinstance(knob, FloatRange):
+        return knob.low <= value <= knob.high
+    return (
+        isinstance(value, int)
+        and knob.low <= value <= knob.high
+        and ((value - knob.low) % knob.step == 0)
+    )

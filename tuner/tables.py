@@ -1,0 +1,82 @@
+"""A study as a pandas DataFrame: one row per trial, knobs flattened, figures relative to the
+baseline. The app's trial table, its CSV download, its charts' data and its comparisons are
+all this one frame, so every view agrees on every number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from tuner.attrs import TrialAttr
+from tuner.relative import baseline_of
+from tuner.results import KNOBS, StudyView, TrialRecord, knobs_of
+
+
+def trials_frame(view: StudyView) -> pd.DataFrame:
+    """Every trial of `view`, one row each, ordered by trial number.
+
+    Columns: trial, state, role (front / dominated / infeasible, or empty for a trial
+    without a result), baseline (bool), metric, delta (gain over the baseline, + is better),
+    throughput, speedup, not_better, peak_memory_mb, compile_s, trial_s, the KNOBS,
+    failure_kind, failure_reason, completed.
+    """
+    baseline = baseline_of(view)
+    front = {t.number for t in view.front()}
+    rows = [_row(t, baseline.versus(t), t.number in front) for t in view.trials]
+    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    return frame.sort_values("trial", ignore_index=True)
+
+
+_COLUMNS = [
+    "trial",
+    "state",
+    "role",
+    "baseline",
+    "metric",
+    "delta",
+    "throughput",
+    "speedup",
+    "not_better",
+    "peak_memory_mb",
+    "compile_s",
+    "trial_s",
+    *KNOBS,
+    "failure_kind",
+    "failure_reason",
+    "completed",
+]
+
+
+def _row(trial: TrialRecord, versus: Any, on_front: bool) -> dict[str, Any]:
+    attrs = trial.attrs
+    peak = attrs.get(TrialAttr.PEAK_MEMORY_BYTES)
+    if trial.state != "COMPLETE":
+        role = ""
+    elif not trial.feasible:
+        role = "infeasible"
+    else:
+        role = "front" if on_front else "dominated"
+    return {
+        "trial": trial.number,
+        "state": trial.state,
+        "role": role,
+        "baseline": trial.is_baseline,
+        "metric": trial.metric,
+        "delta": versus.delta,
+        "throughput": trial.throughput,
+        "speedup": versus.speedup,
+        "not_better": versus.not_better,
+        "peak_memory_mb": peak / 2**20 if isinstance(peak, int | float) else None,
+        "compile_s": _number(attrs.get(TrialAttr.COMPILE_S)),
+        "trial_s": _number(attrs.get(TrialAttr.TRIAL_S)),
+        **knobs_of(trial.config),
+        "failure_kind": attrs.get(TrialAttr.FAILURE_KIND),
+        "failure_reason": attrs.get(TrialAttr.FAILURE_REASON),
+        "completed": trial.completed,
+    }
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None

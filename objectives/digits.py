@@ -91,7 +91,8 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 WORKLOAD = Workload(
     name="digits",
-    metric=Metric("accuracy", Direction.MAXIMIZE),
+    # 360 validation images: one config's accuracy spreads by 0.3-0.9% between seeds.
+    metric=Metric("accuracy", Direction.MAXIMIZE, noise=0.01),
     build_model=build_model,
     load_data=load_data,
     loss=F.cross_entropy,

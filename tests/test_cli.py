@@ -17,7 +17,7 @@ from tuner.config import TrialConfig
 from tuner.export import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["run", "show", "list", "export"]
+COMMANDS = ["run", "show", "list", "export", "app"]
 
 SPEC = """
 [study]
@@ -56,16 +56,22 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = folder / "e2e.toml"
     spec.write_text(SPEC)
     (folder / "e2e_space.toml").write_text(SPACE)
-    result = tuner("run", str(spec))
+    result = tuner("run", str(spec), cwd=folder)
     assert result.returncode == 0, result.stderr
     assert "Pareto front" in result.stdout
     return spec
 
 
+def db(spec: Path) -> str:
+    """The default storage of a study run from the spec's folder."""
+    return f"sqlite:///{spec.parent / 'studies' / 'tuner.db'}"
+
+
 @pytest.mark.slow
 def test_run_stores_complete_trials(study: Path) -> None:
-    stored = optuna.load_study(study_name="e2e", storage=f"sqlite:///{study.parent / 'tuner.db'}")
+    stored = optuna.load_study(study_name="e2e", storage=db(study))
     assert len(stored.trials) == 3
+    assert stored.trials[0].user_attrs[TrialAttr.BASELINE] is True
     complete = [t for t in stored.trials if t.state.name == "COMPLETE"]
     assert complete, [t.user_attrs.get(TrialAttr.FAILURE_REASON) for t in stored.trials]
     for trial in complete:
@@ -76,18 +82,24 @@ def test_run_stores_complete_trials(study: Path) -> None:
 
 @pytest.mark.slow
 def test_rerun_resumes_without_new_trials(study: Path) -> None:
-    result = tuner("run", str(study))
+    result = tuner("run", str(study), cwd=study.parent)
     assert result.returncode == 0, result.stderr
     assert "already has 3 trials" in result.stderr
-    assert len(optuna.get_all_study_summaries(f"sqlite:///{study.parent / 'tuner.db'}")) == 1
+    assert len(optuna.get_all_study_summaries(db(study))) == 1
 
 
 @pytest.mark.slow
 def test_show_by_spec_and_by_name(study: Path) -> None:
-    by_spec = tuner("show", str(study))
-    by_name = tuner("show", "e2e", "--storage", f"sqlite:///{study.parent / 'tuner.db'}")
+    by_spec = tuner("show", str(study), cwd=study.parent)
+    by_name = tuner("show", "e2e", "--storage", db(study))
+    by_name_here = tuner("show", "e2e", cwd=study.parent)  # the one default storage
     assert by_spec.returncode == 0, by_spec.stderr
-    assert by_spec.stdout == by_name.stdout
+    assert by_spec.stdout == by_name.stdout == by_name_here.stdout
+    assert re.search(
+        r"^baseline: trial 0 \(adam lr=1\.00e-03, constant, 32x1, fp32, off\)",
+        by_spec.stdout,
+        re.MULTILINE,
+    ), by_spec.stdout
     assert "Pareto front" in by_spec.stdout
     counts = re.search(r"^trials: (.*)$", by_spec.stdout, re.MULTILINE)
     assert counts, by_spec.stdout
@@ -98,7 +110,7 @@ def test_show_by_spec_and_by_name(study: Path) -> None:
 
 @pytest.mark.slow
 def test_list(study: Path) -> None:
-    result = tuner("list", "--storage", f"sqlite:///{study.parent / 'tuner.db'}")
+    result = tuner("list", "--storage", db(study))
     assert result.returncode == 0
     assert re.search(r"e2e\s+3\s+accuracy\s+digits", result.stdout)
 
@@ -107,10 +119,20 @@ def test_list(study: Path) -> None:
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_export_round_trips_the_stored_config(study: Path, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"best.{fmt}"
-    result = tuner("export", str(study), "--pick", "max-metric", "--format", fmt, "-o", str(out))
+    result = tuner(
+        "export",
+        str(study),
+        "--pick",
+        "max-metric",
+        "--format",
+        fmt,
+        "-o",
+        str(out),
+        cwd=study.parent,
+    )
     assert result.returncode == 0, result.stderr
     document = yaml.safe_load(out.read_text()) if fmt == "yaml" else json.loads(out.read_text())
-    stored = optuna.load_study(study_name="e2e", storage=f"sqlite:///{study.parent / 'tuner.db'}")
+    stored = optuna.load_study(study_name="e2e", storage=db(study))
     trial = stored.trials[document["provenance"]["trial"]]
     assert document["config"] == trial.user_attrs[TrialAttr.CONFIG]
     assert load_config(out) == TrialConfig.from_dict(trial.user_attrs[TrialAttr.CONFIG])
@@ -118,7 +140,9 @@ def test_export_round_trips_the_stored_config(study: Path, tmp_path: Path, fmt: 
 
 @pytest.mark.slow
 def test_exported_python_snippet_runs(study: Path, tmp_path: Path) -> None:
-    result = tuner("export", str(study), "--pick", "max-throughput", "--format", "python")
+    result = tuner(
+        "export", str(study), "--pick", "max-throughput", "--format", "python", cwd=study.parent
+    )
     assert result.returncode == 0, result.stderr
     namespace: dict[str, object] = {}
     exec(compile(result.stdout, "snippet.py", "exec"), namespace)
@@ -131,10 +155,16 @@ def test_exported_python_snippet_runs(study: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["list", "--help"], ["show", "STUDY"], ["export", "STUDY", "--format", "json"]],
+    [
+        ["--help"],
+        ["list", "--help"],
+        ["app", "--help"],
+        ["show", "e2e"],
+        ["export", "e2e", "--format", "json"],
+    ],
 )
 def test_read_commands_never_import_torch(study: Path, args: list[str]) -> None:
-    args = [a.replace("STUDY", str(study)) for a in args]
+    args = [*args, "--storage", db(study)] if "e2e" in args else args
     code = (
         "import sys\n"
         f"sys.argv = ['tuner', *{args!r}]\n"
@@ -165,7 +195,8 @@ BAD_SPEC = SPEC.replace("seed = 0", 'seed = 0\nsampler = "grid"')
         (["run", "SPEC_BAD"], "study.sampler: must be one of tpe, nsga2, random, got 'grid'"),
         (["run", "MISSING.toml"], "no such spec file"),
         (["show", "nope", "--storage", "sqlite:///DIR/none.db"], "no database at"),
-        (["export", "STUDY", "--pick", "best"], "--pick: 'best' is not understood"),
+        (["show", "nope", "--storage", "postgresql://me:s3cret@127.0.0.1:1/db"], "me:***@"),
+        (["app", "--storage", "sqlite:///DIR/none.db"], "no database at"),
     ],
 )
 def test_user_errors_are_one_line_exit_2_and_write_nothing(
@@ -185,4 +216,30 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "tuner.db").exists()
+    assert "s3cret" not in result.stderr
+    assert not list(tmp_path.rglob("*.db"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("pick", "message"),
+    [
+        ("best", "--pick: 'best' is not understood"),
+        ("fastest-with=accuracy>=1.5", "no complete trial of 'e2e' meets metric>=1.5"),
+        ("best-with=loss<=1", "unknown quantity 'loss'"),
+    ],
+)
+def test_bad_picks_are_one_line_errors(study: Path, pick: str, message: str) -> None:
+    result = tuner("export", "e2e", "--storage", db(study), "--pick", pick)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_export_names_the_metric_in_an_slo_and_shows_the_baseline(study: Path) -> None:
+    result = tuner("export", "e2e", "--storage", db(study), "--pick", "best-with=accuracy>=0")
+    assert result.returncode == 0, result.stderr
+    provenance = yaml.safe_load(result.stdout)["provenance"]
+    assert provenance["baseline_trial"] == 0
+    assert provenance["speedup"] > 0

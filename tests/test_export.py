@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 import tokenize
@@ -113,8 +114,24 @@ def test_data_export_document_layout(fmt: ExportFormat) -> None:
     document = json.loads(text) if fmt == ExportFormat.JSON else yaml.safe_load(text)
     assert list(document) == ["tuner_export", "provenance", "config"]
     assert document["tuner_export"] == 1
-    assert document["provenance"] == dataclasses.asdict(PROVENANCE)
+    expected = dataclasses.asdict(PROVENANCE)
+    del expected["note"]  # written only when there is something to say
+    assert document["provenance"] == expected
     assert document["config"] == config.to_dict()
+
+
+def test_provenance_carries_the_baseline_comparison_in_every_format() -> None:
+    provenance = dataclasses.replace(
+        PROVENANCE, baseline_trial=0, speedup=1.5, metric_delta=-0.25, note="no better"
+    )
+    config = CONFIGS["sgd-constant"]
+    for fmt in (ExportFormat.YAML, ExportFormat.JSON):
+        text = render(config, provenance, fmt)
+        document = json.loads(text) if fmt == ExportFormat.JSON else yaml.safe_load(text)
+        assert document["provenance"] == dataclasses.asdict(provenance)
+    source = render(config, provenance, "python")
+    assert "# Against the baseline (trial 0): 1.50x its throughput, accuracy -0.25" in source
+    assert "# Note: no better" in source
 
 
 def test_data_exports_keep_odd_provenance_as_data_and_unknown_figures_as_null() -> None:
@@ -174,8 +191,23 @@ def test_python_snippet_trains(name: str) -> None:
     model = nn.Linear(4, 2)
     before = model.weight.detach().clone()
     trained = namespace["train_steps"](model, loader, nn.functional.mse_loss, 3)
-    assert trained is model
+    assert trained is model and not trained.training  # handed back ready to evaluate
     assert torch.isfinite(model.weight).all() and not torch.equal(model.weight, before)
+
+
+@pytest.mark.slow
+def test_python_snippet_run_as_a_script_trains_a_toy_model(tmp_path: Path) -> None:
+    path = tmp_path / "tuned.py"
+    config = dataclasses.replace(
+        CONFIGS["adamw-one-cycle"], precision=Precision.BF16, compile_mode=CompileMode.OFF
+    )
+    path.write_text(render(config, PROVENANCE, "python"))
+    result = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    before, after = map(float, re.findall(r"(\d+\.\d+)", result.stdout.split("loss")[1]))
+    assert after < before
 
 
 def test_python_snippet_rejects_an_empty_loader_and_no_steps() -> None:

@@ -13,10 +13,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.toy_workload import OWN_BASELINE
 from tuner.attrs import FailureKind, StudyAttr, TrialAttr
+from tuner.config import DEFAULT_BASELINE
 from tuner.errors import UserError
 from tuner.results import read_study
 from tuner.runner import prepare, run_study
+from tuner.space import config_params, load_space
 from tuner.spec import StudySpec, load_spec
 
 TOY = Path(__file__).with_name("toy_workload.py")
@@ -32,7 +35,14 @@ def write_spec(
     tmp_path: Path, workload: str = "WORKLOAD", extra: str = "", **study: object
 ) -> StudySpec:
     (tmp_path / "space.toml").write_text(SPACE)
-    fields = {"name": "toy", "n_trials": 4, "seed": 0, "n_startup_trials": 2, **study}
+    fields = {
+        "name": "toy",
+        "n_trials": 4,
+        "seed": 0,
+        "n_startup_trials": 2,
+        "storage": "sqlite:///tuner.db",
+        **study,
+    }
     lines = [f"{k} = {v!r}".replace("'", '"') for k, v in fields.items()]
     text = (
         "[study]\n" + "\n".join(lines) + f'\nobjective = "{TOY}:{workload}"\nspace = "space.toml"\n'
@@ -71,6 +81,60 @@ def test_study_stores_every_result_and_the_study_context(tmp_path: Path) -> None
         assert attrs[TrialAttr.PEAK_MEMORY_BYTES] > 0
         for key in (TrialAttr.COMPILE_S, TrialAttr.TRAIN_S, TrialAttr.TRIAL_S, TrialAttr.SAMPLES):
             assert key in attrs
+
+
+def test_the_first_trial_is_the_baseline_enqueued_for_every_sampler(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, n_trials=3)
+    run_study(prepare(spec))
+    study = optuna.load_study(study_name="toy", storage=spec.storage)
+    first, *rest = study.trials
+    assert first.user_attrs[TrialAttr.BASELINE] is True
+    assert first.user_attrs[TrialAttr.CONFIG] == DEFAULT_BASELINE.to_dict()
+    # Optuna's queue ran it, and the sampler sees its values where the space holds them.
+    assert first.system_attrs["fixed_params"] == first.params
+    assert first.params["optimizer"] == "adam" and first.params["batch_size"] == 32
+    assert first.params["precision"] == "fp32"
+    assert all(TrialAttr.BASELINE not in t.user_attrs for t in rest)
+    assert read_study("toy", spec.storage).trials[0].is_baseline
+
+
+def test_a_workload_baseline_outside_the_space_runs_as_declared(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, workload="BASELINE_WORKLOAD", n_trials=2)
+    run_study(prepare(spec))
+    first = optuna.load_study(study_name="toy", storage=spec.storage).trials[0]
+    assert first.user_attrs[TrialAttr.CONFIG] == OWN_BASELINE.to_dict()
+    assert first.state is TrialState.COMPLETE
+    assert "batch_size" not in first.params  # 16 is outside the space: never told to a sampler
+    assert first.params["optimizer"] == "sgd"
+    assert first.params["schedule"] == "cosine"
+
+
+def test_config_params_keep_only_values_the_space_holds() -> None:
+    # quick: batch 32-256 (16 is out), weight decay in [1e-6, 0.1] (torch's 0 is out).
+    space = load_space("quick")
+    assert config_params(OWN_BASELINE, space) == {
+        "optimizer": "sgd",
+        "sgd.lr": 0.05,
+        "sgd.momentum": 0.9,
+        "sgd.nesterov": False,
+        "schedule": "cosine",
+        "accumulation_steps": 1,
+        "clipping": "off",
+        "precision": "fp32",
+        "compile_mode": "off",
+    }
+    assert config_params(DEFAULT_BASELINE, space) == {
+        "optimizer": "adam",
+        "adam.lr": 0.001,
+        "adam.beta1": 0.9,
+        "adam.beta2": 0.999,
+        "schedule": "constant",
+        "batch_size": 32,
+        "accumulation_steps": 1,
+        "clipping": "off",
+        "precision": "fp32",
+        "compile_mode": "off",
+    }
 
 
 def test_rerunning_a_spec_resumes_the_same_study(tmp_path: Path) -> None:

@@ -14,6 +14,13 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from tuner.config import (
+    OptimizerConfig,
+    OptimizerName,
+    ScheduleConfig,
+    ScheduleName,
+    TrialConfig,
+)
 from tuner.workload import Data, Direction, Metric, Workload
 
 
@@ -78,3 +85,10 @@ def _nan_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 COUNTING_WORKLOAD = replace(WORKLOAD, name="toy-counting", build_model=_Counting)
 NAN_WORKLOAD = replace(WORKLOAD, name="toy-nan", loss=_nan_loss)
 OOM_WORKLOAD = replace(WORKLOAD, name="toy-oom", build_model=_OutOfMemory)
+#: A workload whose own recipe is the bar to beat; batch 16 lies outside the quick space.
+OWN_BASELINE = TrialConfig(
+    OptimizerConfig(OptimizerName.SGD, lr=0.05, momentum=0.9, nesterov=False),
+    ScheduleConfig(ScheduleName.COSINE),
+    batch_size=16,
+)
+BASELINE_WORKLOAD = replace(WORKLOAD, name="toy-baseline", baseline=OWN_BASELINE)

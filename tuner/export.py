@@ -259,6 +259,10 @@ def _scheduler_code(config: ScheduleConfig, lr: float) -> str:
     return template.substitute({k: _literal(v) for k, v in values.items() if v is not None})
 
 
+def _speedup(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}x"
+
+
 def _figure(value: float | None, unit: str = "") -> str:
     return "unknown" if value is None else f"{value:.6g}{unit}"
 
@@ -274,7 +278,7 @@ def _provenance_comment(provenance: dict[str, Any]) -> str:
         delta = provenance["metric_delta"]
         lines.append(
             f"# Against the baseline (trial {provenance['baseline_trial']}):"
-            f" {_figure(provenance['speedup'], 'x')} its throughput,"
+            f" {_speedup(provenance['speedup'])} its throughput,"
             f" {_one_line(provenance['metric_name'])}"
             f" {'unknown' if delta is None else f'{delta:+.6g}'} (+ is better)."
         )

@@ -68,10 +68,16 @@ def not_better_warning(view: StudyView, baseline: Baseline, trial: TrialRecord) 
     if not versus.not_better or baseline.trial is None:
         return None
     return (
-        f"trial {trial.number}'s {view.metric_name} {trial.metric:.4g} is no better than the "
-        f"baseline's {baseline.trial.metric:.4g} (trial {baseline.trial.number}) by more than "
-        f"the noise ({view.noise:g}): it trains faster, not better"
+        f"trial {trial.number}'s {view.metric_name} {trial.metric:.4g} vs the baseline's "
+        f"{baseline.trial.metric:.4g} (trial {baseline.trial.number}): "
+        f"{_not_better_phrase(view.noise)}"
     )
+
+
+def _not_better_phrase(noise: float) -> str:
+    if noise > 0:
+        return f"not better than the baseline by more than the noise ({noise:g})"
+    return "no better than the baseline"
 
 
 def device_line(device: Any) -> str:
@@ -143,8 +149,8 @@ def study_report(view: StudyView) -> str:
         flagged = [str(t.number) for t in front if baseline.versus(t).not_better]
         if flagged:
             lines.append(
-                f"! not better than the baseline by more than the noise ({view.noise:g}): "
-                f"trials {', '.join(flagged)}; they train faster, not better"
+                f"! {_not_better_phrase(view.noise)}: trials {', '.join(flagged)}; "
+                "they may train faster, not better"
             )
     infeasible = view.infeasible()
     if infeasible:

@@ -258,8 +258,11 @@ def test_a_fast_trial_at_chance_accuracy_is_flagged_not_silently_offered() -> No
     chosen = select(study, parse_pick("max-throughput"))
     assert chosen.number == 1
     assert baseline_of(study).versus(chosen).not_better
-    # Better than the baseline by less than the noise is still "not better".
-    assert baseline_of(study).versus(record(2, 0.975, 9000.0)).not_better
+    assert baseline_of(study).versus(chosen).worse
+    # Better than the baseline by less than the noise is still "not better", but not worse.
+    within = baseline_of(study).versus(record(2, 0.975, 9000.0))
+    assert within.not_better and not within.worse
+    assert baseline_of(study).versus(record(2, 0.965, 9000.0)).worse
     assert not baseline_of(study).versus(record(3, 0.985, 9000.0)).not_better
     assert not baseline_of(study).versus(trials[0]).not_better  # the baseline itself
 

@@ -157,18 +157,20 @@ def list_(storage: str | None) -> None:
 def export(study: str, pick_text: str, fmt: str, output: str | None, storage: str | None) -> None:
     """Export one trial's config as YAML, JSON or a runnable Python snippet.
 
-    STUDY is a spec file or a study name. A pick whose metric is no better than the
-    baseline's is exported with a warning on stderr.
+    STUDY is a spec file or a study name. A pick whose metric is worse than the baseline's
+    by more than the noise is exported with a warning on stderr.
     """
     from tuner.handoff import export_text, provenance_of
     from tuner.pick import parse_pick, select
+    from tuner.relative import baseline_of
     from tuner.results import read_study
 
     view = read_study(*_study_ref(study, storage))
     trial = select(view, parse_pick(pick_text, view.metric_name))
     note = provenance_of(view, trial).note
     if note:
-        click.echo(f"warning: {note}", err=True)
+        worse = baseline_of(view).versus(trial).worse
+        click.echo(f"{'warning' if worse else 'note'}: {note}", err=True)
     text = export_text(view, trial, fmt)
     if output:
         Path(output).write_text(text)

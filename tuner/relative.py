@@ -21,6 +21,7 @@ class Versus:
     speedup: float | None  # throughput / baseline throughput
     delta: float | None  # metric gain over the baseline, in metric units; > 0 is better
     not_better: bool  # its metric does not beat the baseline's by more than the noise
+    worse: bool = False  # ... and is below it by more than the noise: a faster, worse model
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,10 @@ class Baseline:
         sign = 1.0 if self.direction is Direction.MAXIMIZE else -1.0
         delta = sign * (trial.metric - metric)
         speedup = trial.throughput / throughput if throughput > 0 else None
-        return Versus(speedup, delta, delta <= self.noise and not trial.is_baseline)
+        judged = not trial.is_baseline
+        return Versus(
+            speedup, delta, judged and delta <= self.noise, judged and delta < -self.noise
+        )
 
 
 def baseline_of(view: StudyView) -> Baseline:

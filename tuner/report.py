@@ -43,10 +43,12 @@ def speedup_cell(versus: Versus) -> str:
 
 
 def delta_cell(versus: Versus) -> str:
-    """The metric's gain over the baseline, signed so + is better; ``!`` marks "not better"."""
+    """The metric's gain over the baseline, signed so + is better; ``!`` marks a trial worse
+    than the baseline by more than the noise, ``≈`` one within the noise of it."""
     if versus.delta is None:
         return "?"
-    return f"{versus.delta:+.4g}{' !' if versus.not_better else ''}"
+    mark = " !" if versus.worse else " ≈" if versus.not_better else ""
+    return f"{versus.delta:+.4g}{mark}"
 
 
 def baseline_line(baseline: Baseline, metric_name: str) -> str:
@@ -63,20 +65,24 @@ def baseline_line(baseline: Baseline, metric_name: str) -> str:
 
 
 def not_better_warning(view: StudyView, baseline: Baseline, trial: TrialRecord) -> str | None:
-    """A warning when `trial` does not train better than the baseline by more than the noise."""
+    """What to say about a trial that does not train better than the baseline: a warning for
+    a worse model, a note for one within the noise; None otherwise."""
     versus = baseline.versus(trial)
     if not versus.not_better or baseline.trial is None:
         return None
     return (
         f"trial {trial.number}'s {view.metric_name} {trial.metric:.4g} vs the baseline's "
         f"{baseline.trial.metric:.4g} (trial {baseline.trial.number}): "
-        f"{_not_better_phrase(view.noise)}"
+        f"{_verdict(versus.worse, view.noise)}"
     )
 
 
-def _not_better_phrase(noise: float) -> str:
+def _verdict(worse: bool, noise: float) -> str:
+    if worse:
+        within = f" by more than the noise ({noise:g})" if noise > 0 else ""
+        return f"worse than the baseline{within}: a faster run to a worse model"
     if noise > 0:
-        return f"not better than the baseline by more than the noise ({noise:g})"
+        return f"within the noise ({noise:g}) of the baseline: as good, not measurably better"
     return "no better than the baseline"
 
 
@@ -146,12 +152,15 @@ def study_report(view: StudyView) -> str:
             f"Δ: {view.metric_name} gained over the baseline (+ is better); speedup: throughput "
             "over the baseline's"
         )
-        flagged = [str(t.number) for t in front if baseline.versus(t).not_better]
-        if flagged:
-            lines.append(
-                f"! {_not_better_phrase(view.noise)}: trials {', '.join(flagged)}; "
-                "they may train faster, not better"
-            )
+        for worse in (True, False):
+            marked = [
+                str(t.number)
+                for t in front
+                if baseline.versus(t).not_better and baseline.versus(t).worse is worse
+            ]
+            if marked:
+                mark = "!" if worse else "≈"
+                lines.append(f"{mark} {_verdict(worse, view.noise)}: trials {', '.join(marked)}")
     infeasible = view.infeasible()
     if infeasible:
         numbers = ", ".join(str(t.number) for t in infeasible)

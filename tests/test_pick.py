@@ -262,7 +262,7 @@ def test_a_fast_trial_at_chance_accuracy_is_flagged_not_silently_offered() -> No
     # Better than the baseline by less than the noise is still "not better", but not worse.
     within = baseline_of(study).versus(record(2, 0.975, 9000.0))
     assert within.not_better and not within.worse
-    assert baseline_of(study).versus(record(2, 0.965, 9000.0)).worse
+    assert baseline_of(study).versus(record(2, 0.955, 9000.0)).worse
     assert not baseline_of(study).versus(record(3, 0.985, 9000.0)).not_better
     assert not baseline_of(study).versus(trials[0]).not_better  # the baseline itself
 

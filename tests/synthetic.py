@@ -8,13 +8,13 @@ every trial attribute of a completed, failed or pruned trial. tests/test_synthet
 the keys with a study the real runner wrote, so this module cannot drift from the schema
 silently.
 
-The numbers model the digits CNN on one CPU thread (docs: ../shared/FACTS.md): accuracy
-0.9-0.99 with a few chance-level (0.1) runs, throughput rising with batch size, bf16 faster at
-large batches and slower at 32, fp16 2.5-10x slower (pruned as too_slow where that projects past
-the 30 s time limit), torch.compile slower steady state plus
-~10 s of compilation, and peak RSS past a 560 MB memory budget for some compiled large-batch
-trials (a constraint, so those trials are infeasible). About 85% of trials complete, 10% fail
-(diverged, error, out_of_memory) and 5% are pruned (too_slow, unsupported).
+The numbers model the digits CNN on one CPU thread as measured on this project's machines:
+accuracy 0.9-0.99 (multiples of 1/360) with a few chance-level (0.1) runs; throughput rising with
+batch size, bf16 faster at large batches and slower at 32, fp16 2.5-10x slower (pruned as
+too_slow where that projects past the 30 s time limit), torch.compile slower in steady state
+plus 1-14 s of compilation; peak RSS past a 560 MB memory budget for some compiled large-batch
+trials (a constraint, so those are infeasible). About 84% of trials complete, 10% fail
+(diverged, error, out_of_memory) and 6% are pruned (too_slow, unsupported).
 
 Example:
     >>> write_study("sqlite:////tmp/big.db", "big", 5000)  # doctest: +SKIP
@@ -32,11 +32,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
+    distribution_to_json,
 )
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -46,8 +48,16 @@ from tuner.attrs import FailureKind, StudyAttr, TrialAttr
 from tuner.budget import Budget
 from tuner.config import DEFAULT_BASELINE, CompileMode, OptimizerName, Precision, TrialConfig
 from tuner.hardware import Capabilities
-from tuner.space import Choice, SearchSpace, config_params, load_space, restrict, suggest_params
-from tuner.space import sample_config as _sample_config
+from tuner.space import (
+    Choice,
+    Dropped,
+    SearchSpace,
+    config_params,
+    load_space,
+    restrict,
+    sample_config,
+    suggest_params,
+)
 from tuner.spec import StudySpec
 from tuner.storage import open_storage
 
@@ -73,7 +83,7 @@ _MEMORY_BUDGET_MB = 560.0
 _METRIC_NOISE = 0.01
 _TRAIN_EXAMPLES = 1437  # digits: 1437 training and 360 validation images
 _VAL_EXAMPLES = 360
-_BATCH = 500  # trials per add_trials call
+_BATCH = 500  # trials per transaction
 _START = datetime.datetime(2026, 1, 5, 9, 0, 0)
 
 
@@ -157,7 +167,7 @@ def write_study(
     for start in range(0, n_trials, _BATCH):
         batch = trials[start : start + _BATCH]
         if fast and isinstance(storage, optuna.storages.RDBStorage):
-            _insert(storage, study._study_id, start, batch)
+            _insert(storage, storage.get_study_id_from_name(name), start, batch)
         else:
             study.add_trials(batch)
 
@@ -167,50 +177,78 @@ def _insert(
 ) -> None:
     """Store finished trials as numbers first, first + 1, ... in one transaction.
 
-    The rows are exactly those `study.add_trials` writes (tests/test_synthetic.py compares the
-    two), built with Optuna's own table models; add_trials runs ~25 queries per trial, about
-    30 ms here, which makes a 5,000-trial study take minutes.
+    The rows are those `study.add_trials` writes (tests/test_synthetic.py compares the two),
+    inserted many at a time into Optuna's own tables. add_trials runs ~25 queries per trial,
+    about 30 ms here, which makes a 5,000-trial study take minutes.
     """
     from optuna.storages._rdb import models
 
-    session = storage.scoped_session()
-    try:
-        for number, trial in enumerate(trials, first):
-            row = models.TrialModel(study_id=study_id, number=number, state=trial.state)
-            row.datetime_start = trial.datetime_start
-            row.datetime_complete = trial.datetime_complete
+    def utc(moment: datetime.datetime | None) -> datetime.datetime | None:
+        # RDBStorage keeps naive UTC (see models.TrialModel.datetime_start).
+        return None if moment is None else moment.astimezone(datetime.UTC).replace(tzinfo=None)
+
+    numbers = range(first, first + len(trials))
+    values: list[dict[str, Any]] = []
+    params: list[dict[str, Any]] = []
+    user_attrs: list[dict[str, Any]] = []
+    system_attrs: list[dict[str, Any]] = []
+    with storage.engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.insert(models.TrialModel.__table__),
+            [
+                {
+                    "study_id": study_id,
+                    "number": number,
+                    "state": trial.state,
+                    "datetime_start": utc(trial.datetime_start),
+                    "datetime_complete": utc(trial.datetime_complete),
+                }
+                for number, trial in zip(numbers, trials, strict=True)
+            ],
+        )
+        table = models.TrialModel.__table__
+        query = sqlalchemy.select(table.c.number, table.c.trial_id).where(
+            table.c.study_id == study_id, table.c.number.between(first, numbers[-1])
+        )
+        ids = {number: trial_id for number, trial_id in connection.execute(query)}
+        for number, trial in zip(numbers, trials, strict=True):
+            trial_id = ids[number]
             for objective, value in enumerate(trial.values or ()):
                 stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-                row.values.append(
-                    models.TrialValueModel(objective=objective, value=stored, value_type=kind)
+                values.append(
+                    {
+                        "trial_id": trial_id,
+                        "objective": objective,
+                        "value": stored,
+                        "value_type": kind,
+                    }
                 )
             for name, value in trial.params.items():
                 distribution = trial.distributions[name]
-                row.params.append(
-                    models.TrialParamModel(
-                        param_name=name,
-                        param_value=distribution.to_internal_repr(value),
-                        distribution_json=optuna.distributions.distribution_to_json(distribution),
-                    )
+                params.append(
+                    {
+                        "trial_id": trial_id,
+                        "param_name": name,
+                        "param_value": distribution.to_internal_repr(value),
+                        "distribution_json": distribution_to_json(distribution),
+                    }
                 )
-            row.user_attributes.extend(
-                models.TrialUserAttributeModel(key=key, value_json=json.dumps(value))
-                for key, value in trial.user_attrs.items()
-            )
-            row.system_attributes.extend(
-                models.TrialSystemAttributeModel(key=key, value_json=json.dumps(value))
-                for key, value in trial.system_attrs.items()
-            )
-            session.add(row)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+            for rows, attrs in ((user_attrs, trial.user_attrs), (system_attrs, trial.system_attrs)):
+                rows.extend(
+                    {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                    for key, value in attrs.items()
+                )
+        for model, rows in (
+            (models.TrialValueModel, values),
+            (models.TrialParamModel, params),
+            (models.TrialUserAttributeModel, user_attrs),
+            (models.TrialSystemAttributeModel, system_attrs),
+        ):
+            if rows:
+                connection.execute(sqlalchemy.insert(model.__table__), rows)
 
 
-def _cpu_space() -> tuple[SearchSpace, tuple[Any, ...]]:
+def _cpu_space() -> tuple[SearchSpace, tuple[Dropped, ...]]:
     """The quick space as a CPU run stores it. The user's space also listed reduce-overhead,
     which hardware awareness drops (CUDA graphs), so the study records one dropped value while
     the stored space equals ``quick``'s."""
@@ -281,10 +319,10 @@ def _trial(
         system_attrs["fixed_params"] = fixed  # what study.enqueue_trial stores
     else:
         recorder = _Recorder(rng)
-        config = _sample_config(recorder, space)
+        config = sample_config(recorder, space)
     user_attrs[TrialAttr.CONFIG] = config.to_dict()
 
-    outcome = _Outcome(config, rng, baseline=number == 0)
+    outcome = _Outcome(config, rng, baseline=number == 0, minimize=minimize)
     if outcome.failure is not None:
         kind, reason = outcome.failure
         user_attrs[TrialAttr.FAILURE_KIND] = kind.value
@@ -297,7 +335,7 @@ def _trial(
             user_attrs=user_attrs,
             system_attrs=system_attrs,
         )
-    user_attrs |= outcome.result_attrs(minimize)
+    user_attrs |= outcome.result
     peak_mb = user_attrs[TrialAttr.PEAK_MEMORY_BYTES] / 2**20
     return optuna.trial.create_trial(
         state=TrialState.COMPLETE,
@@ -322,9 +360,11 @@ _BF16_SPEEDUP = {32: 0.85, 64: 1.1, 128: 1.45, 256: 1.65}
 
 
 class _Outcome:
-    """How one config fares: its failure, if any, else its measurements."""
+    """How one config fares: its measurements, and its failure if it has one."""
 
-    def __init__(self, config: TrialConfig, rng: random.Random, *, baseline: bool) -> None:
+    def __init__(
+        self, config: TrialConfig, rng: random.Random, *, baseline: bool, minimize: bool
+    ) -> None:
         self.config = config
         self.rng = rng
         self.lr_distance = math.log10(config.optimizer.lr) - _BEST_LOG_LR[config.optimizer.name]
@@ -339,6 +379,7 @@ class _Outcome:
             (rng.uniform(8, 14) if cold else rng.uniform(1.0, 1.6)) if compiled else 0.0
         )
         self.setup_s = rng.uniform(0.15, 0.35)
+        self.result = self._result(minimize)
         self.failure = None if baseline else self._failure()
 
     def _speed(self) -> float:
@@ -373,6 +414,12 @@ class _Outcome:
             return FailureKind.TOO_SLOW, (
                 f"{elapsed:.1f} s elapsed + {projected:.1f} s projected would pass "
                 f"budget.time_limit_s={_TIME_LIMIT_S:g} ({self.speed:,.0f} samples/s in warm-up)"
+            )
+        trial_s, rate = self.result[TrialAttr.TRIAL_S], self.result[TrialAttr.THROUGHPUT]
+        if trial_s > _TIME_LIMIT_S:  # ... and checks again after every timed window
+            return FailureKind.TOO_SLOW, (
+                f"{trial_s:.1f} s elapsed + 0.0 s projected would pass "
+                f"budget.time_limit_s={_TIME_LIMIT_S:g} ({rate:,.0f} samples/s in training)"
             )
         if rng.random() < (0.4 if self.hot else 0.025):
             step = rng.randrange(1, max(self.steps, 2))
@@ -414,7 +461,7 @@ class _Outcome:
         accuracy = min(max(accuracy + rng.gauss(0, 0.004), 0.5), 0.997)
         return round(accuracy * _VAL_EXAMPLES) / _VAL_EXAMPLES
 
-    def result_attrs(self, minimize: bool) -> dict[str, Any]:
+    def _result(self, minimize: bool) -> dict[str, Any]:
         """Every attribute `tuner.runner` stores for a completed trial."""
         config, rng = self.config, self.rng
         windows = [self.speed * math.exp(rng.gauss(0, 0.04)) for _ in range(_BUDGET.windows)]
@@ -439,6 +486,8 @@ class _Outcome:
             step = round(self.steps * i / _BUDGET.evaluations)
             done = i / _BUDGET.evaluations
             point = metric + (start - metric) * math.exp(-3 * done) * (1 - done) ** 0.5
+            if not minimize:
+                point = round(point * _VAL_EXAMPLES) / _VAL_EXAMPLES
             curve.append(
                 {
                     "step": step,

@@ -36,7 +36,7 @@ def provenance_of(view: StudyView, trial: TrialRecord) -> Provenance:
 def export_text(view: StudyView, trial: TrialRecord, fmt: ExportFormat | str) -> str:
     """The export of `trial` in `fmt`; a UserError if its stored config is not a valid one."""
     try:
-        config = TrialConfig.from_dict(trial.config)
+        config = TrialConfig.from_dict(trial.attrs.get(TrialAttr.CONFIG))
     except UserError as exc:
         raise UserError(f"trial {trial.number}: its stored config is not valid: {exc}") from None
     return render(config, provenance_of(view, trial), fmt)

@@ -1,0 +1,133 @@
+"""Pareto front: metric against throughput (or speedup over the baseline), every trial placed;
+failed and pruned trials beside it; the front as a table; a selected trial in full below.
+
+A trial is selected by clicking its point (the chart's selection callback reads the trial
+number the point carries) or with the "trial" box, which the click also sets.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, data, widgets
+from app.charts._values import label
+from app.safe import md
+from tuner.relative import baseline_of
+from tuner.report import baseline_line, delta_cell, knob_summary, speedup_cell
+from tuner.results import KNOBS, StudyView
+
+_CHART = "front_chart"
+_TRIAL = "front_trial"
+
+
+def chart_selected() -> None:
+    """A click on a point selects its trial in the "trial" box (cleared selection: kept)."""
+    event = st.session_state.get(_CHART) or {}
+    number = charts.selected_trial(event.get("selection", {}).get("points", []))
+    if number is not None:
+        st.session_state[_TRIAL] = number
+
+
+def front_table(view: StudyView, numbers: list[int]) -> pd.DataFrame:
+    """The front as `tuner show` prints it: the same cells, best metric first."""
+    baseline = baseline_of(view)
+    rows = []
+    for number in numbers:
+        trial = view.trial(number)
+        if trial is None or trial.metric is None or trial.throughput is None:
+            continue
+        versus = baseline.versus(trial)
+        rows.append(
+            {
+                "trial": f"{number}{' (baseline)' if trial.is_baseline else ''}",
+                view.metric_name: f"{trial.metric:.4f}",
+                "Δ": delta_cell(versus),
+                "samples/s": f"{trial.throughput:,.0f}",
+                "speedup": speedup_cell(versus),
+                **knob_summary(trial),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+study = data.current()
+view = study.view
+widgets.header("Pareto front", study)
+data.require_complete(study)
+frame = data.chart_frame(study)
+baseline = baseline_of(view)
+st.caption(md(baseline_line(baseline, view.metric_name)))
+
+controls = st.columns([1, 1, 2])
+chosen_axis = controls[0].radio(
+    "x axis",
+    ["throughput", "speedup"],
+    horizontal=True,
+    key="front_x",
+    help="speedup: throughput over the baseline's",
+)
+colourable = [k for k in KNOBS if k in frame and frame[k].map(label).nunique() > 1]
+colour_by = controls[1].selectbox(
+    "colour by", colourable, index=None, key="front_colour", placeholder="front / dominated"
+)
+axis: charts.XAxis = "speedup" if chosen_axis == "speedup" else "throughput"
+if axis == "speedup" and baseline.trial is None:
+    st.warning(md(f"speedup needs the baseline, but {baseline.note}; showing throughput"))
+    axis = "throughput"
+
+complete = frame.loc[frame["state"] == "COMPLETE", "trial"].tolist()
+selected = st.session_state.get(_TRIAL)
+selected = selected if selected in complete else None
+
+chart, side = st.columns([3, 1])
+with chart:
+    # Only the open tab is drawn: each chart of a 5,000-trial study is 5,000 points to send.
+    tab_front, tab_memory = st.tabs(
+        ["metric vs throughput", "metric vs peak memory"], key="front_view", on_change="rerun"
+    )
+    if tab_front.open is not False:
+        figure = charts.front_figure(
+            frame, metric_name=view.metric_name, x=axis, color_by=colour_by, selected=selected
+        )
+        tab_front.plotly_chart(
+            figure,
+            key=_CHART,
+            on_select=chart_selected,
+            selection_mode="points",
+        )
+    if tab_memory.open:
+        memory = charts.memory_figure(frame, metric_name=view.metric_name)
+        tab_memory.plotly_chart(memory, key="front_memory")
+with side:
+    st.markdown("**Failed and pruned**")
+    failed = frame[frame["state"].isin(["FAIL", "PRUNED"])]
+    if failed.empty:
+        st.text("none")
+    else:
+        columns = {"trial": "trial", "failure_kind": "kind", "failure_reason": "reason"}
+        st.dataframe(failed[list(columns)].rename(columns=columns), hide_index=True)
+
+numbers = data.front(study)
+st.subheader(f"The front: {len(numbers)} of {len(view.completed())} complete trials")
+st.dataframe(front_table(view, numbers), hide_index=True)
+flagged = frame[(frame["role"] == "front") & frame["not_better"].astype(bool)]
+if not flagged.empty:
+    st.warning(
+        md(
+            f"! not better than the baseline by more than the noise ({view.noise:g}): trials "
+            f"{', '.join(map(str, flagged['trial']))}; they train faster, not better"
+        )
+    )
+
+st.selectbox(
+    "trial", complete, index=None, key=_TRIAL, placeholder="click a point or choose a trial"
+)
+if selected is not None:
+    trial = view.trial(int(selected))
+    if trial is not None:
+        widgets.trial_detail(study, trial, key="front", downloads=False)
+        if st.button("Pick this trial (downloads)", key="front_to_pick"):
+            st.session_state["pick_kind"] = "trial"
+            st.session_state["pick_trial"] = trial.number
+            st.switch_page("views/pick.py", query_params={"study": view.name})

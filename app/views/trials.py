@@ -1,0 +1,49 @@
+"""Trials: every trial as a sortable table, filtered by state, role and knob text, and the
+filtered table as CSV (the metric column named as the study names its metric)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import data, widgets
+from tuner.results import KNOBS
+
+_NO_ROLE = "(no result)"
+
+study = data.current()
+view = study.view
+widgets.header("Trials", study)
+frame = data.frame(study)
+if frame.empty:
+    st.info("no trials yet")
+    st.stop()
+
+left, middle, right = st.columns(3)
+states = sorted(frame["state"].unique())
+chosen_states = left.multiselect("state", states, default=states, key="trials_state")
+roles = sorted({r or _NO_ROLE for r in frame["role"]})
+chosen_roles = middle.multiselect("role", roles, default=roles, key="trials_role")
+text = right.text_input("knobs contain", key="trials_text", placeholder="e.g. adamw, bf16")
+
+roles_in = {"" if r == _NO_ROLE else r for r in chosen_roles}
+shown = frame[frame["state"].isin(chosen_states) & frame["role"].isin(roles_in)]
+if text.strip():
+    knobs = [k for k in KNOBS if k in shown]
+    cells = shown[knobs].astype(str)
+    hit = cells.apply(lambda column: column.str.contains(text.strip(), case=False, regex=False))
+    shown = shown[hit.any(axis=1)]
+metric_column = (
+    view.metric_name if view.metric_name not in frame else f"{view.metric_name} (metric)"
+)
+shown = shown.rename(columns={"metric": metric_column})
+
+st.caption(f"{len(shown)} of {len(frame)} trials")
+st.dataframe(shown, hide_index=True)
+st.download_button(
+    "Download CSV",
+    data=shown.to_csv(index=False),
+    file_name=f"{widgets.safe_name(view.name)}-trials.csv",
+    mime="text/csv",
+    key="trials_csv",
+    on_click="ignore",
+)

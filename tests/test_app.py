@@ -27,6 +27,7 @@ from optuna.trial import TrialState, create_trial
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
+from app.charts import WITHIN_NAME, WORSE_NAME
 from tests.synthetic import write_study
 from tuner.attrs import StudyAttr, TrialAttr
 from tuner.config import DEFAULT_BASELINE
@@ -279,13 +280,20 @@ def test_the_front_marks_baseline_front_flagged_and_infeasible_points(
         "star",
         ["baseline"],
     )
-    flagged = set(frame.loc[(frame["role"] == "front") & frame["not_better"], "trial"])
-    assert flagged, "the synthetic study should have a front trial no better than the baseline"
-    assert numbers(spec["! not better than the baseline"]) == flagged
+    on_front = frame["role"] == "front"
+    worse = set(frame.loc[on_front & frame["worse"], "trial"])
+    within = set(frame.loc[on_front & frame["not_better"] & ~frame["worse"], "trial"])
+    assert worse, "the synthetic study should have a front trial worse than the baseline"
+    assert numbers(spec[WORSE_NAME]) == worse
+    assert numbers(spec[WITHIN_NAME]) == within
     infeasible = spec["over the memory budget"]
     assert numbers(infeasible) == {t.number for t in view.infeasible()}
     assert infeasible["marker"]["symbol"] == "x"
-    assert any("not better than the baseline" in w.value for w in at.warning)
+    assert any("worse than the baseline" in w.value for w in at.warning)
+    listed = "\n".join(t.value for t in at.text)  # failed and pruned, as `tuner show` lists them
+    assert view.failures() and all(
+        f"{kind} ({len(trials)})" in listed for kind, trials in view.failures().items()
+    )
     front_line = spec["Pareto front"]
     assert array(front_line, "x") == sorted(array(front_line, "x"))  # joined in throughput order
     assert f"{len(view.front())} of {len(view.completed())}" in at.subheader[0].value
@@ -472,6 +480,9 @@ def test_trials_filters_and_csv(
     at = goto(app(monkeypatch, stores.url, "digits"), "trials")
     shown = clean(at).dataframe[0].value
     assert len(shown) == len(frame) and "accuracy" in shown and "metric" not in shown
+    assert "failure_reason" not in shown  # not by default: every refresh resends the table
+    at.multiselect(key="trials_columns").select("failure_reason").run()
+    assert "failure_reason" in clean(at).dataframe[0].value
     at.multiselect(key="trials_state").set_value(["FAIL"]).run()
     failed = frame[frame["state"] == "FAIL"].rename(columns={"metric": "accuracy"})
     assert list(clean(at).dataframe[0].value["trial"]) == list(failed["trial"])
@@ -644,7 +655,7 @@ def test_a_failed_baseline_is_said_not_divided_by(
 ) -> None:
     at = clean(app(monkeypatch, stores.url, "nobase"))
     assert "baseline trial 0 is FAIL" in plain(at.caption[1].value)
-    front = at.dataframe[-1].value
+    front = at.table[-1].value
     assert set(front["speedup"]) == {"?"} and set(front["Δ"]) == {"?"}
     at.radio(key="front_x").set_value("speedup").run()
     assert "speedup needs the baseline" in plain(clean(at).warning[0].value)

@@ -19,7 +19,11 @@ _REASONS_SHOWN = 5  # per failure kind: the first few say why; the count says ho
 
 def knob_summary(trial: TrialRecord) -> dict[str, str]:
     """The knobs a reader scans first, each as a short cell ("?" where a stored value is odd)."""
-    knobs = trial.knobs
+    return knob_cells(trial.knobs)
+
+
+def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
+    """`knob_summary` of flat knobs (`tuner.results.knobs_of`, or a row of the trials table)."""
     if not knobs:
         return {}
     clip = knobs.get("grad_clip_norm")
@@ -77,6 +81,22 @@ def not_better_warning(view: StudyView, baseline: Baseline, trial: TrialRecord) 
     )
 
 
+def flag_lines(view: StudyView, baseline: Baseline, trials: Sequence[TrialRecord]) -> list[str]:
+    """One line per verdict that some of `trials` get against the baseline (`!` worse by more
+    than the noise, `≈` within it), naming them."""
+    lines = []
+    for worse in (True, False):
+        marked = [
+            str(t.number)
+            for t in trials
+            if baseline.versus(t).not_better and baseline.versus(t).worse is worse
+        ]
+        if marked:
+            mark = "!" if worse else "≈"
+            lines.append(f"{mark} {_verdict(worse, view.noise)}: trials {', '.join(marked)}")
+    return lines
+
+
 def _verdict(worse: bool, noise: float) -> str:
     if worse:
         within = f" by more than the noise ({noise:g})" if noise > 0 else ""
@@ -131,6 +151,20 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def failure_lines(view: StudyView) -> list[str]:
+    """Failed and pruned trials by kind: a count, the first few reasons, how many more."""
+    lines = []
+    for kind, trials in sorted(view.failures().items()):
+        lines.append(f"{kind} ({len(trials)}):")
+        lines += [
+            f"  trial {t.number}: {t.attrs.get(TrialAttr.FAILURE_REASON, '')}"
+            for t in trials[:_REASONS_SHOWN]
+        ]
+        if len(trials) > _REASONS_SHOWN:
+            lines.append(f"  ... and {len(trials) - _REASONS_SHOWN} more")
+    return lines
+
+
 def study_report(view: StudyView) -> str:
     """Everything `tuner show` prints."""
     counts = view.state_counts()
@@ -152,30 +186,14 @@ def study_report(view: StudyView) -> str:
             f"Δ: {view.metric_name} gained over the baseline (+ is better); speedup: throughput "
             "over the baseline's"
         )
-        for worse in (True, False):
-            marked = [
-                str(t.number)
-                for t in front
-                if baseline.versus(t).not_better and baseline.versus(t).worse is worse
-            ]
-            if marked:
-                mark = "!" if worse else "≈"
-                lines.append(f"{mark} {_verdict(worse, view.noise)}: trials {', '.join(marked)}")
+        lines += flag_lines(view, baseline, front)
     infeasible = view.infeasible()
     if infeasible:
         numbers = ", ".join(str(t.number) for t in infeasible)
         lines += ["", f"over the memory budget (infeasible): trials {numbers}"]
-    failures = view.failures()
+    failures = failure_lines(view)
     if failures:
-        lines += ["", "failed or pruned:"]
-        for kind, trials in sorted(failures.items()):
-            lines.append(f"  {kind} ({len(trials)}):")
-            lines += [
-                f"    trial {t.number}: {t.attrs.get(TrialAttr.FAILURE_REASON, '')}"
-                for t in trials[:_REASONS_SHOWN]
-            ]
-            if len(trials) > _REASONS_SHOWN:
-                lines.append(f"    ... and {len(trials) - _REASONS_SHOWN} more")
+        lines += ["", "failed or pruned:"] + [f"  {line}" for line in failures]
     dropped = view.attrs.get(StudyAttr.DROPPED) or []
     if dropped:
         lines += ["", "dropped by hardware awareness:"]

@@ -19,7 +19,7 @@ def trials_frame(view: StudyView) -> pd.DataFrame:
 
     Columns: trial, state, role (front / dominated / infeasible, or empty for a trial
     without a result), baseline (bool), metric, delta (gain over the baseline, + is better),
-    throughput, speedup, not_better, peak_memory_mb, compile_s, trial_s, the KNOBS,
+    throughput, speedup, not_better, worse, peak_memory_mb, compile_s, trial_s, the KNOBS,
     failure_kind, failure_reason, completed.
     """
     baseline = baseline_of(view)
@@ -39,6 +39,7 @@ _COLUMNS = [
     "throughput",
     "speedup",
     "not_better",
+    "worse",
     "peak_memory_mb",
     "compile_s",
     "trial_s",
@@ -68,6 +69,7 @@ def _row(trial: TrialRecord, versus: Any, on_front: bool) -> dict[str, Any]:
         "throughput": trial.throughput,
         "speedup": versus.speedup,
         "not_better": versus.not_better,
+        "worse": versus.worse,
         "peak_memory_mb": peak / 2**20 if isinstance(peak, int | float) else None,
         "compile_s": _number(attrs.get(TrialAttr.COMPILE_S)),
         "trial_s": _number(attrs.get(TrialAttr.TRIAL_S)),

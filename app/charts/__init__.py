@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from app.charts.front import (
     WEBGL_ABOVE,
+    WITHIN_NAME,
+    WORSE_NAME,
     XAxis,
     front_figure,
     hover_texts,
@@ -26,6 +28,8 @@ from app.charts.trial import CurveX, curve_figure, curves_frame, windows_figure,
 
 __all__ = [
     "WEBGL_ABOVE",
+    "WITHIN_NAME",
+    "WORSE_NAME",
     "CurveX",
     "XAxis",
     "curve_figure",

@@ -18,7 +18,7 @@ from plotly.colors import qualitative
 from app.charts._values import continuous, label, number, present, scaled, sort_key
 from app.safe import html
 from tuner.relative import Versus
-from tuner.report import delta_cell, speedup_cell
+from tuner.report import delta_cell, knob_cells, speedup_cell
 from tuner.results import KNOBS
 
 #: Above this many points a scatter draws with WebGL.
@@ -28,6 +28,10 @@ FRONT = "#1f77b4"
 DOMINATED = "#b4b4b4"
 INFEASIBLE = "#d62728"
 NOT_BETTER = "#ff7f0e"
+WITHIN_NOISE = "#9467bd"
+#: Legend names of the two verdicts on front points that do not beat the baseline.
+WORSE_NAME = "! worse than the baseline"
+WITHIN_NAME = "≈ within the noise of the baseline"
 BASELINE = "#2ca02c"
 SELECTED = "#000000"
 
@@ -48,7 +52,8 @@ def front_figure(
     The Pareto front is drawn in colour and joined by a line in throughput order, dominated
     trials in grey (or faded in their knob's colour with `color_by`), trials over the memory
     budget as x marks, the baseline as a labelled star, and front trials that do not beat the
-    baseline by more than the noise ringed in orange.
+    baseline by more than the noise ringed: orange when worse than it by more than the noise,
+    purple when within the noise.
     """
     done = frame[frame["state"] == "COMPLETE"]
     # Points are WebGL for big studies, and WebGL draws above every SVG trace: the markers
@@ -82,20 +87,24 @@ def front_figure(
             scatter, infeasible, x, metric_name, "over the memory budget", INFEASIBLE, symbol="x"
         )
     )
-    flagged = front[front["not_better"].astype(bool)]
-    fig.add_trace(
-        _points(
-            scatter,
-            flagged,
-            x,
-            metric_name,
-            "! not better than the baseline",
-            NOT_BETTER,
-            symbol="circle-open",
-            size=18,
-            line_width=3,
+    worse = front["worse"].astype(bool)
+    for part, name, colour in (
+        (front[worse], WORSE_NAME, NOT_BETTER),
+        (front[front["not_better"].astype(bool) & ~worse], WITHIN_NAME, WITHIN_NOISE),
+    ):
+        fig.add_trace(
+            _points(
+                scatter,
+                part,
+                x,
+                metric_name,
+                name,
+                colour,
+                symbol="circle-open",
+                size=18,
+                line_width=3,
+            )
         )
-    )
     baseline = done[done["baseline"].astype(bool)]
     star = _points(scatter, baseline, x, metric_name, "baseline", BASELINE, symbol="star", size=20)
     star.update(mode="markers+text", text=["baseline"] * len(baseline), textposition="top center")
@@ -256,21 +265,24 @@ def with_hover(frame: pd.DataFrame, metric_name: str) -> pd.DataFrame:
 
 
 def hover_texts(part: pd.DataFrame, metric_name: str) -> list[str]:
-    """Each trial's hover: number, metric and Δ, throughput and speedup, its knobs."""
+    """Each trial's hover: number, metric and Δ, throughput and speedup, and its key knobs in
+    `tuner show`'s cells. Kept short: 5,000 hovers are sent with every draw of the chart."""
     texts = []
     for row in part.to_dict("records"):
         versus = Versus(
-            number(row.get("speedup")), number(row.get("delta")), bool(row["not_better"])
+            number(row.get("speedup")),
+            number(row.get("delta")),
+            bool(row.get("not_better")),
+            bool(row.get("worse")),
         )
         role = f" ({row['role']})" if row.get("role") else ""
-        knobs = [f"{k} {label(row[k])}" for k in KNOBS if k in row and label(row[k]) != "n/a"]
-        lines = "<br>".join(html(" · ".join(knobs[i : i + 4])) for i in range(0, len(knobs), 4))
+        knobs = {k: row[k] for k in KNOBS if k in row and label(row[k]) != "n/a"}
         throughput = number(row.get("throughput"))
         texts.append(
             f"<b>trial {row['trial']}</b>{' (baseline)' if row.get('baseline') else ''}{role}<br>"
             f"{html(metric_name)} {label(row['metric'])}  Δ {delta_cell(versus)}<br>"
             f"{'?' if throughput is None else f'{throughput:,.0f}'} samples/s  "
-            f"speedup {speedup_cell(versus)}<br>{lines}"
+            f"speedup {speedup_cell(versus)}<br>{html(' · '.join(knob_cells(knobs).values()))}"
         )
     return texts
 

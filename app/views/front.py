@@ -14,7 +14,14 @@ from app import charts, data, widgets
 from app.charts._values import label
 from app.safe import md
 from tuner.relative import baseline_of
-from tuner.report import baseline_line, delta_cell, knob_summary, speedup_cell
+from tuner.report import (
+    baseline_line,
+    delta_cell,
+    failure_lines,
+    flag_lines,
+    knob_summary,
+    speedup_cell,
+)
 from tuner.results import KNOBS, StudyView
 
 _CHART = "front_chart"
@@ -100,25 +107,17 @@ with chart:
         memory = charts.memory_figure(frame, metric_name=view.metric_name)
         tab_memory.plotly_chart(memory, key="front_memory")
 with side:
+    # As `tuner show` lists them; the Trials page filters every one. Text, not a table
+    # widget: the page draws sooner without the grid's script (see benchmarks/app_load.py).
     st.markdown("**Failed and pruned**")
-    failed = frame[frame["state"].isin(["FAIL", "PRUNED"])]
-    if failed.empty:
-        st.text("none")
-    else:
-        columns = {"trial": "trial", "failure_kind": "kind", "failure_reason": "reason"}
-        st.dataframe(failed[list(columns)].rename(columns=columns), hide_index=True)
+    st.text("\n".join(failure_lines(view)) or "none")
 
 numbers = data.front(study)
 st.subheader(f"The front: {len(numbers)} of {len(view.completed())} complete trials")
-st.dataframe(front_table(view, numbers), hide_index=True)
-flagged = frame[(frame["role"] == "front") & frame["not_better"].astype(bool)]
-if not flagged.empty:
-    st.warning(
-        md(
-            f"! not better than the baseline by more than the noise ({view.noise:g}): trials "
-            f"{', '.join(map(str, flagged['trial']))}; they train faster, not better"
-        )
-    )
+st.table(front_table(view, numbers), hide_index=True)
+front_trials = [t for t in (view.trial(n) for n in numbers) if t is not None]
+for line in flag_lines(view, baseline, front_trials):
+    (st.warning if line.startswith("!") else st.info)(md(line))
 
 st.selectbox(
     "trial", complete, index=None, key=_TRIAL, placeholder="click a point or choose a trial"

@@ -1,5 +1,10 @@
 """Trials: every trial as a sortable table, filtered by state, role and knob text, and the
-filtered table as CSV (the metric column named as the study names its metric)."""
+filtered table as CSV (the metric column named as the study names its metric).
+
+The table shows the columns a reader scans first; more can be added. Every re-read (Refresh,
+auto-refresh) sends the shown table to the browser again, so 5,000 rows of 40 columns would
+make each refresh slow; the CSV always has every column.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,25 @@ from app import data, widgets
 from tuner.results import KNOBS
 
 _NO_ROLE = "(no result)"
+#: Columns shown until the user picks others (the metric's own column is added).
+_SHOWN = (
+    "trial",
+    "state",
+    "role",
+    "baseline",
+    "delta",
+    "throughput",
+    "speedup",
+    "optimizer",
+    "lr",
+    "schedule",
+    "batch_size",
+    "accumulation_steps",
+    "precision",
+    "compile_mode",
+    "peak_memory_mb",
+    "failure_kind",
+)
 
 study = data.current()
 view = study.view
@@ -37,8 +61,13 @@ metric_column = (
 )
 shown = shown.rename(columns={"metric": metric_column})
 
+columns = list(shown.columns)
+default = [c for c in _SHOWN if c in columns] + [metric_column]
+chosen = st.multiselect(
+    "columns", columns, default=sorted(default, key=columns.index), key="trials_columns"
+)
 st.caption(f"{len(shown)} of {len(frame)} trials")
-st.dataframe(shown, hide_index=True)
+st.dataframe(shown[chosen or columns], hide_index=True)
 st.download_button(
     "Download CSV",
     data=shown.to_csv(index=False),

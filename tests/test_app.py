@@ -698,7 +698,6 @@ def test_the_app_never_imports_torch(stores: Stores) -> None:
                 at.button(key="importance_compute").click().run()
             if page == "front":
                 at.selectbox(key="front_trial").select(0).run()
-        assert at.download_button or True
         print("torch" in sys.modules)
         """
     )
@@ -719,29 +718,3 @@ def _environ() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("TUNER_APP_")}
-
-
-@pytest.mark.slow
-def test_the_wheel_ships_every_page(tmp_path: Path) -> None:
-    import zipfile
-
-    from tuner.app_server import entry_script
-
-    assert entry_script() == MAIN
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        "-w",
-        str(tmp_path),
-        str(ROOT),
-    ]
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
-    (wheel,) = tmp_path.glob("tuner-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    pages = {f"app/views/{page}.py" for page in PAGES}
-    assert pages | {"app/main.py", "app/charts/front.py"} <= names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from tests.toy_workload import OWN_BASELINE
 from tuner.attrs import FailureKind, StudyAttr, TrialAttr
 from tuner.config import DEFAULT_BASELINE
 from tuner.errors import UserError
+from tuner.progress import run_with_progress
 from tuner.results import read_study
 from tuner.runner import prepare, run_study
 from tuner.space import config_params, load_space
@@ -251,7 +253,9 @@ def test_ctrl_c_mid_trial_is_recorded_as_interrupted(tmp_path: Path) -> None:
     spec_path.write_text(spec_path.read_text().replace("steps = 12", "steps = 200000"))
     script = Path(sys.executable).with_name("tuner")
     process = subprocess.Popen(
-        [str(script), "run", str(spec_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [str(script), "run", str(spec_path), "--n-trials", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     storage = f"sqlite:///{tmp_path / 'tuner.db'}"
     deadline = time.monotonic() + 120
@@ -261,7 +265,7 @@ def test_ctrl_c_mid_trial_is_recorded_as_interrupted(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130
-    assert b"again to resume" in err
+    assert f"`tuner run {spec_path} --n-trials 2` again to resume".encode() in err
     (trial,) = read_study("toy", storage).trials
     assert trial.state == "FAIL"
     assert trial.attrs[TrialAttr.FAILURE_KIND] == FailureKind.INTERRUPTED
@@ -274,3 +278,16 @@ def _training(storage: str) -> bool:
     except UserError:  # the database or the study is not created yet
         return False
     return any(t.state == "RUNNING" and TrialAttr.CONFIG in t.attrs for t in trials)
+
+
+def test_the_progress_bar_front_covers_earlier_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_spec(tmp_path, n_trials=2)
+    run_study(prepare(spec))
+    run_with_progress(
+        spec, n_trials=2, timeout_s=None, storage=None, seed=None, resume_command="tuner run x"
+    )
+    err = capsys.readouterr().err
+    assert "already has 2 trials" in err
+    assert re.search(r"front \d+ \| best accuracy", err), err

@@ -37,7 +37,7 @@ storage_option = click.option(
     "--storage",
     metavar="URL",
     help="Optuna storage URL (sqlite:///file.db, postgresql://..., journal:file.log). "
-    "Default: the spec's storage key, else studies/tuner.db in the current folder.",
+    "Default: studies/tuner.db in the current folder (for a spec with a storage key, that).",
 )
 
 

@@ -6,10 +6,12 @@ error instead of a page. Streamlit then replaces this process (Ctrl-C stops it a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
+from tuner.errors import UserError
 from tuner.storage import load_study, open_storage
 
 #: Streamlit settings for a local results viewer: no file watching, no usage statistics,
@@ -24,10 +26,14 @@ _STREAMLIT_FLAGS = (
 
 
 def entry_script() -> Path:
-    """The app's main script, from a checkout or an installed wheel alike."""
-    import app
+    """The app's main script, from a checkout or an installed wheel alike.
 
-    return Path(app.__file__).resolve().parent / "main.py"
+    Found, not imported: the app is the layer above tuner, and Streamlit runs it as a script.
+    """
+    spec = importlib.util.find_spec("app")
+    if spec is None or spec.origin is None:
+        raise UserError("tuner app: the app package is not installed; reinstall tuner")
+    return Path(spec.origin).resolve().parent / "main.py"
 
 
 #: How the app learns its storage and study: the environment, not the command line, where

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from tuner.relative import Versus
+
 #: A numeric knob with more distinct values than this is coloured on a continuous scale.
 MAX_CATEGORIES = 10
 
@@ -58,3 +60,13 @@ def sort_key(value: str) -> tuple[int, float, str]:
         return 0, float(value), value
     except ValueError:
         return 1, 0.0, value
+
+
+def versus_of(row: Any) -> Versus:
+    """The baseline comparison a row of `tuner.tables.trials_frame` holds (a Series or dict)."""
+    return Versus(
+        number(row.get("speedup")),
+        number(row.get("delta")),
+        bool(row.get("not_better")),
+        bool(row.get("worse")),
+    )

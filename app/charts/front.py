@@ -15,9 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from app.charts._values import continuous, label, number, present, scaled, sort_key
+from app.charts._values import continuous, label, number, present, scaled, sort_key, versus_of
 from app.safe import html
-from tuner.relative import Versus
 from tuner.report import delta_cell, knob_cells, speedup_cell
 from tuner.results import KNOBS
 
@@ -269,12 +268,7 @@ def hover_texts(part: pd.DataFrame, metric_name: str) -> list[str]:
     `tuner show`'s cells. Kept short: 5,000 hovers are sent with every draw of the chart."""
     texts = []
     for row in part.to_dict("records"):
-        versus = Versus(
-            number(row.get("speedup")),
-            number(row.get("delta")),
-            bool(row.get("not_better")),
-            bool(row.get("worse")),
-        )
+        versus = versus_of(row)
         role = f" ({row['role']})" if row.get("role") else ""
         knobs = {k: row[k] for k in KNOBS if k in row and label(row[k]) != "n/a"}
         throughput = number(row.get("throughput"))

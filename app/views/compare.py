@@ -9,9 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, data, widgets
-from app.charts._values import label, number
+from app.charts._values import label, number, versus_of
 from tuner.attrs import TrialAttr
-from tuner.relative import Versus
 from tuner.report import delta_cell, speedup_cell
 from tuner.results import KNOBS
 
@@ -25,7 +24,7 @@ def side_by_side(frame: pd.DataFrame, numbers: list[int], metric_name: str) -> p
     rows = frame.set_index("trial").loc[numbers]
     table: dict[str, list[str]] = {}
     for number_, row in rows.iterrows():
-        versus = Versus(number(row["speedup"]), number(row["delta"]), bool(row["not_better"]))
+        versus = versus_of(row)
         cells: dict[str, Any] = {
             "state": row["state"],
             "role": row["role"] or "—",

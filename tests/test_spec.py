@@ -28,12 +28,18 @@ def test_shipped_specs_load(path: Path) -> None:
     assert spec.n_trials >= 20
 
 
-def test_defaults_and_relative_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
+def test_defaults_and_relative_paths_resolve_against_the_spec_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "s.toml").write_text(GOOD)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     spec = load_spec(tmp_path / "s.toml")
     assert spec.objective == f"{tmp_path / 'my_task.py'}:WORKLOAD"
     assert spec.space == str(tmp_path / "narrow.toml")
-    assert spec.storage == f"sqlite:///{tmp_path / 'tuner.db'}"
+    # Without a storage key: the one default storage, studies/tuner.db where tuner runs.
+    assert spec.storage == f"sqlite:///{elsewhere / 'studies' / 'tuner.db'}"
     assert spec.sampler is SamplerName.TPE
     assert (spec.n_trials, spec.seed, spec.threads, spec.budget.steps) == (20, 0, 1, 50)
 

@@ -250,6 +250,7 @@ def test_relative_figures_read_the_same_way_for_both_directions() -> None:
     down = baseline_of(view([record(0, 3.0, 100.0, baseline=True)], Direction.MINIMIZE))
     assert down.versus(record(1, 2.5, 50.0)).delta == pytest.approx(0.5)  # lower loss: better
     assert down.versus(record(1, 3.5, 50.0)).delta == pytest.approx(-0.5)
+    assert str(down.versus(record(0, 3.0, 100.0, baseline=True)).delta) == "0.0"  # not -0.0
 
 
 def test_a_fast_trial_at_chance_accuracy_is_flagged_not_silently_offered() -> None:

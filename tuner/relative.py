@@ -38,7 +38,7 @@ class Baseline:
             return Versus(None, None, False)
         metric, throughput = self.trial.values()
         sign = 1.0 if self.direction is Direction.MAXIMIZE else -1.0
-        delta = sign * (trial.metric - metric)
+        delta = sign * (trial.metric - metric) + 0.0  # + 0.0: never "-0" for the baseline
         speedup = trial.throughput / throughput if throughput > 0 else None
         judged = not trial.is_baseline
         return Versus(

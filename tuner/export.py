@@ -37,6 +37,7 @@ from tuner.config import (
     TrialConfig,
     optimizer_kwargs,
 )
+from tuner.text import one_line
 
 EXPORT_VERSION = 1
 
@@ -100,12 +101,12 @@ def load_config(path: str | Path) -> TrialConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {_one_line(str(exc))}") from None
+        raise ConfigError(f"{path}: cannot read: {one_line(str(exc))}") from None
     try:
         document = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         kind = "JSON" if suffix == ".json" else "YAML"
-        raise ConfigError(f"{path}: not valid {kind}: {_one_line(str(exc))}") from None
+        raise ConfigError(f"{path}: not valid {kind}: {one_line(str(exc))}") from None
     if not isinstance(document, dict):
         raise ConfigError(
             f"{path}: must be a mapping with tuner_export, provenance and config, "
@@ -155,15 +156,6 @@ def _int_or_none(value: int | None) -> int | None:
 
 def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _one_line(text: str) -> str:
-    """`text` made safe for a comment or an error message.
-
-    Whitespace runs (newlines included) become one space; anything else unprintable (NUL,
-    terminal escapes, Unicode line separators) is dropped.
-    """
-    return "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
 
 
 # ---- the Python export --------------------------------------------------------------------
@@ -269,21 +261,21 @@ def _figure(value: float | None, unit: str = "") -> str:
 
 def _provenance_comment(provenance: dict[str, Any]) -> str:
     lines = [
-        f"# Study {_one_line(provenance['study'])}, trial {provenance['trial']}:"
-        f" {_one_line(provenance['metric_name'])} {_figure(provenance['metric'])},"
+        f"# Study {one_line(provenance['study'])}, trial {provenance['trial']}:"
+        f" {one_line(provenance['metric_name'])} {_figure(provenance['metric'])},"
         f" {_figure(provenance['throughput'], ' samples/s')}"
-        f" on {_one_line(provenance['device'])}."
+        f" on {one_line(provenance['device'])}."
     ]
     if provenance["baseline_trial"] is not None:
         delta = provenance["metric_delta"]
         lines.append(
             f"# Against the baseline (trial {provenance['baseline_trial']}):"
             f" {_speedup(provenance['speedup'])} its throughput,"
-            f" {_one_line(provenance['metric_name'])}"
+            f" {one_line(provenance['metric_name'])}"
             f" {'unknown' if delta is None else f'{delta:+.6g}'} (+ is better)."
         )
     if "note" in provenance:
-        lines.append(f"# Note: {_one_line(provenance['note'])}")
+        lines.append(f"# Note: {one_line(provenance['note'])}")
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ from tuner.attrs import StudyAttr, TrialAttr
 from tuner.relative import Baseline, Versus, baseline_of
 from tuner.results import StudyView, TrialRecord
 from tuner.storage import masked
+from tuner.text import one_line, printable
 
 _REASONS_SHOWN = 5  # per failure kind: the first few say why; the count says how often
 
@@ -75,7 +76,7 @@ def not_better_warning(view: StudyView, baseline: Baseline, trial: TrialRecord) 
     if not versus.not_better or baseline.trial is None:
         return None
     return (
-        f"trial {trial.number}'s {view.metric_name} {trial.metric:.4g} vs the baseline's "
+        f"trial {trial.number}'s {one_line(view.metric_name)} {trial.metric:.4g} vs the baseline's "
         f"{baseline.trial.metric:.4g} (trial {baseline.trial.number}): "
         f"{_verdict(versus.worse, view.noise)}"
     )
@@ -145,6 +146,9 @@ def trials_table(view: StudyView, trials: Sequence[TrialRecord]) -> str:
 
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Aligned columns; each cell on one line, with nothing a terminal would obey."""
+    headers = [one_line(h) for h in headers]
+    rows = [[one_line(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -155,9 +159,9 @@ def failure_lines(view: StudyView) -> list[str]:
     """Failed and pruned trials by kind: a count, the first few reasons, how many more."""
     lines = []
     for kind, trials in sorted(view.failures().items()):
-        lines.append(f"{kind} ({len(trials)}):")
+        lines.append(f"{one_line(kind)} ({len(trials)}):")
         lines += [
-            f"  trial {t.number}: {t.attrs.get(TrialAttr.FAILURE_REASON, '')}"
+            f"  trial {t.number}: {one_line(t.attrs.get(TrialAttr.FAILURE_REASON, ''))}"
             for t in trials[:_REASONS_SHOWN]
         ]
         if len(trials) > _REASONS_SHOWN:
@@ -166,25 +170,32 @@ def failure_lines(view: StudyView) -> list[str]:
 
 
 def study_report(view: StudyView) -> str:
-    """Everything `tuner show` prints."""
+    """Everything `tuner show` prints, with nothing from the storage a terminal would obey."""
+    return printable(_report(view))
+
+
+def _report(view: StudyView) -> str:
     counts = view.state_counts()
     direction = view.direction.value
+    objective = view.attrs.get(StudyAttr.OBJECTIVE, "?")
     lines = [
-        f"study {view.name}: objective {view.attrs.get(StudyAttr.OBJECTIVE, '?')}, "
-        f"metric {view.metric_name} ({direction}) and throughput (maximize)",
-        f"storage: {masked(view.storage)}",
-        f"device: {device_line(view.attrs.get(StudyAttr.DEVICE))}",
+        one_line(
+            f"study {view.name}: objective {objective}, "
+            f"metric {view.metric_name} ({direction}) and throughput (maximize)"
+        ),
+        f"storage: {one_line(masked(view.storage))}",
+        f"device: {one_line(device_line(view.attrs.get(StudyAttr.DEVICE)))}",
         "trials: " + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none"),
     ]
     baseline = baseline_of(view)
-    lines.append(baseline_line(baseline, view.metric_name))
+    lines.append(one_line(baseline_line(baseline, view.metric_name)))
     front = view.front()
     if front:
         lines += ["", f"Pareto front ({len(front)} of {len(view.completed())} complete trials):"]
         lines.append(trials_table(view, front))
         lines.append(
-            f"Δ: {view.metric_name} gained over the baseline (+ is better); speedup: throughput "
-            "over the baseline's"
+            f"Δ: {one_line(view.metric_name)} gained over the baseline (+ is better); "
+            "speedup: throughput over the baseline's"
         )
         lines += flag_lines(view, baseline, front)
     infeasible = view.infeasible()
@@ -194,8 +205,12 @@ def study_report(view: StudyView) -> str:
     failures = failure_lines(view)
     if failures:
         lines += ["", "failed or pruned:"] + [f"  {line}" for line in failures]
-    dropped = view.attrs.get(StudyAttr.DROPPED) or []
-    if dropped:
+    dropped = view.attrs.get(StudyAttr.DROPPED)
+    if isinstance(dropped, list) and dropped:
         lines += ["", "dropped by hardware awareness:"]
-        lines += [f"  {d['knob']}={d['value']}: {d['reason']}" for d in dropped]
+        lines += [
+            "  " + one_line(f"{d.get('knob')}={d.get('value')}: {d.get('reason')}")
+            for d in dropped
+            if isinstance(d, dict)
+        ]
     return "\n".join(lines)

@@ -105,3 +105,12 @@ def test_bad_specs_fail_with_one_line_naming_the_field(
 def test_missing_spec_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such spec file"):
         load_spec(tmp_path / "absent.toml")
+
+
+def test_the_stored_spec_never_holds_a_storage_password(tmp_path: Path) -> None:
+    url = "postgresql://me:s3cret@db-host:5432/tuner"
+    (tmp_path / "s.toml").write_text(GOOD.replace("[budget]", f'storage = "{url}"\n[budget]'))
+    spec = load_spec(tmp_path / "s.toml")
+    assert spec.storage == url  # used to connect
+    assert spec.to_dict()["storage"] == "postgresql://me:***@db-host:5432/tuner"
+    assert "s3cret" not in str(spec.to_dict())

@@ -28,6 +28,7 @@ from typing import Any
 
 from tuner.budget import Budget, BudgetError
 from tuner.errors import UserError
+from tuner.storage import masked
 
 
 class SpecError(UserError):
@@ -81,10 +82,15 @@ class StudySpec:
     source: str = field(default="<spec>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form, stored on the study so a worker needs nothing but the storage."""
+        """JSON-safe form, stored on the study so a worker needs nothing but the storage.
+
+        The storage URL is kept with its password masked: whoever can read the study has
+        the storage already, and a study's attributes are shown, exported and copied.
+        """
         data = asdict(self)
         data.pop("source")
         data["sampler"] = self.sampler.value
+        data["storage"] = masked(self.storage)
         return data
 
     def identity(self) -> dict[str, Any]:

@@ -121,11 +121,12 @@ def list_(storage: str | None) -> None:
     """List the studies in a storage."""
     from tuner.report import format_table
     from tuner.results import list_studies
+    from tuner.storage import masked
 
     url = _storage_url(storage)
     rows = [[s.name, str(s.n_trials), s.metric_name, s.objective] for s in list_studies(url)]
     if not rows:
-        click.echo(f"no studies in {url}")
+        click.echo(f"no studies in {masked(url)}")
         return
     click.echo(format_table(["study", "trials", "metric", "objective"], rows))
 

@@ -34,7 +34,7 @@ from tuner.space import (
     suggest_params,
 )
 from tuner.spec import SamplerName, StudySpec
-from tuner.storage import open_storage
+from tuner.storage import masked, open_storage
 from tuner.workload import Workload, load_workload
 
 _SAMPLERS: dict[SamplerName, Callable[[int, int], optuna.samplers.BaseSampler]] = {
@@ -187,8 +187,8 @@ def _check_same_experiment(study: optuna.Study, prepared: Prepared) -> None:
     stored_spec = study.user_attrs.get(StudyAttr.SPEC)
     if stored_spec is None:
         raise UserError(
-            f"study.name: {prepared.spec.name!r} exists in {prepared.spec.storage} but was not "
-            "created by tuner; choose another name"
+            f"study.name: {prepared.spec.name!r} exists in {masked(prepared.spec.storage)} but "
+            "was not created by tuner; choose another name"
         )
     current = prepared.spec.identity()
     changed = [key for key in current if current[key] != stored_spec.get(key)]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -197,6 +199,10 @@ BAD_SPEC = SPEC.replace("seed = 0", 'seed = 0\nsampler = "grid"')
         (["show", "nope", "--storage", "sqlite:///DIR/none.db"], "no database at"),
         (["show", "nope", "--storage", "postgresql://me:s3cret@127.0.0.1:1/db"], "me:***@"),
         (["app", "--storage", "sqlite:///DIR/none.db"], "no database at"),
+        (["run"], "SPEC: missing argument 'SPEC'; see `tuner run --help`"),
+        (["run", "SPEC_BAD", "--n-trials", "0"], "--n-trials: 0 is not in the range x>=1"),
+        (["export", "STUDY", "--format", "xml"], "--format: 'xml' is not one of"),
+        (["frobnicate"], "no such command 'frobnicate'; see `tuner --help`"),
     ],
 )
 def test_user_errors_are_one_line_exit_2_and_write_nothing(
@@ -243,3 +249,21 @@ def test_export_names_the_metric_in_an_slo_and_shows_the_baseline(study: Path) -
     provenance = yaml.safe_load(result.stdout)["provenance"]
     assert provenance["baseline_trial"] == 0
     assert provenance["speedup"] > 0
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    (tmp_path / "ok.toml").write_text(SPEC)
+    script = Path(sys.executable).with_name("tuner")
+    process = subprocess.Popen(
+        [str(script), "run", str(tmp_path / "ok.toml")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.8)  # importing torch and resolving the workload, before the first trial
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Aborted!" not in err
+    assert "interrupted" in err

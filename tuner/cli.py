@@ -7,6 +7,7 @@ A UserError becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -199,4 +200,35 @@ def app(storage: str | None, study_name: str | None, host: str, port: int) -> No
 
 
 def main() -> None:
-    cli()
+    """The console script: click's own usage errors and Ctrl-C get tuner's one-line form.
+
+    Click prints a usage block and exits 2 on a bad argument, and "Aborted!" with exit 1 on a
+    Ctrl-C before a command starts (while torch imports, say); tuner promises one line,
+    `error: <field>: <problem>; <fix>`, with exit 2, and 130 for an interrupt.
+    """
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"error: {_usage_error(exc)}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("interrupted before anything was stored", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: click.UsageError) -> str:
+    """`<field>: <problem>; see <command> --help`, from click's message."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = re.sub(r"^Invalid value for '[^']*': ", "", message)
+    message = message[:1].lower() + message[1:]
+    where = exc.ctx.command_path if exc.ctx is not None else "tuner"
+    param = getattr(exc, "param", None)
+    if isinstance(param, click.Argument):
+        message = f"{param.human_readable_name}: {message}"
+    elif isinstance(param, click.Option):
+        message = f"{param.opts[0]}: {message}"
+    return f"{message}; see `{where} --help`"

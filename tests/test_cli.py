@@ -203,6 +203,8 @@ BAD_SPEC = SPEC.replace("seed = 0", 'seed = 0\nsampler = "grid"')
         (["run", "SPEC_BAD", "--n-trials", "0"], "--n-trials: 0 is not in the range x>=1"),
         (["export", "STUDY", "--format", "xml"], "--format: 'xml' is not one of"),
         (["frobnicate"], "no such command 'frobnicate'; see `tuner --help`"),
+        (["list", "--storage", "journal:DIR/nosuch.log"], "no journal at"),
+        (["run", "STUDY", "--storage", "sqlite:///DIR/ok.toml/x.db"], "cannot create the folder"),
     ],
 )
 def test_user_errors_are_one_line_exit_2_and_write_nothing(
@@ -210,6 +212,7 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(
 ) -> None:
     (tmp_path / "bad.toml").write_text(BAD_SPEC)
     (tmp_path / "ok.toml").write_text(SPEC)
+    (tmp_path / "e2e_space.toml").write_text(SPACE)
     args = [
         a.replace("SPEC_BAD", str(tmp_path / "bad.toml"))
         .replace("MISSING", str(tmp_path / "missing"))
@@ -223,7 +226,7 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
     assert "s3cret" not in result.stderr
-    assert not list(tmp_path.rglob("*.db"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml", "e2e_space.toml", "ok.toml"]
 
 
 @pytest.mark.slow
@@ -267,3 +270,12 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path: Path) -> None
     assert process.returncode == 130, err
     assert "Traceback" not in err and "Aborted!" not in err
     assert "interrupted" in err
+
+
+@pytest.mark.slow
+def test_export_to_a_missing_folder_is_one_line(study: Path, tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "best.yaml"
+    result = tuner("export", "e2e", "--storage", db(study), "-o", str(out))
+    assert result.returncode == 2
+    assert f"error: -o: cannot write {out}: No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -175,7 +175,12 @@ def export(study: str, pick_text: str, fmt: str, output: str | None, storage: st
         click.echo(f"{'warning' if worse else 'note'}: {note}", err=True)
     text = export_text(view, trial, fmt)
     if output:
-        Path(output).write_text(text)
+        try:
+            Path(output).write_text(text)
+        except OSError as exc:
+            raise UserError(
+                f"-o: cannot write {output}: {exc.strerror}; choose a file in a folder that exists"
+            ) from None
         click.echo(f"wrote {output} (trial {trial.number})", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))

@@ -40,13 +40,16 @@ def run_with_progress(
         click.echo(f"dropped {dropped['knob']}={dropped['value']}: {dropped['reason']}", err=True)
 
     records: list[TrialRecord] = []
-    bar = tqdm(total=0, unit="trial", dynamic_ncols=True, file=sys.stderr)
+    # Shown once the study is open, so an error opening the storage prints no empty bar.
+    bar = tqdm(total=0, unit="trial", dynamic_ncols=True, file=sys.stderr, delay=3600)
 
     def on_start(study: optuna.Study, remaining: int) -> None:
         # The bar's front is the study's, trials of earlier runs included.
         records.extend(record_of(t) for t in study.get_trials(deepcopy=False))
         bar.reset(total=remaining)
         bar.set_description(f"{spec.name}")
+        bar.delay = 0
+        bar.refresh()
         if records:
             bar.set_postfix_str(front_summary(records, metric.name, metric.direction))
 

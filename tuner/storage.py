@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # optuna is imported when a storage is opened, so `tuner --he
     import optuna
 
 _SQLITE = "sqlite:///"
+_JOURNAL = "journal:"
 
 
 _PASSWORD = re.compile(r"(?<=://)([^:/@]*):[^@/]*@")
@@ -31,28 +32,40 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url[len(_SQLITE) :]) if url.startswith(_SQLITE) else None
 
 
+def _journal_path(url: str) -> Path | None:
+    return Path(url[len(_JOURNAL) :]) if url.startswith(_JOURNAL) else None
+
+
 def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
-    """An Optuna storage for `url`; with create=False a missing SQLite file is a UserError."""
+    """An Optuna storage for `url`; with create=False a missing SQLite or journal file is a
+    UserError (a reader must never leave an empty storage behind a mistyped path)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
     path = sqlite_path(url)
-    if path is not None:
-        if not create and not path.is_file():
+    file = path if path is not None else _journal_path(url)
+    if file is not None:
+        if not create and not file.is_file():
+            kind = "database" if path is not None else "journal"
             raise UserError(
-                f"--storage: no database at {path}; run `tuner run SPEC` first or pass the "
+                f"--storage: no {kind} at {file}; run `tuner run SPEC` first or pass the "
                 "right --storage URL"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"--storage: cannot create the folder {file.parent}: {exc.strerror}; "
+                "choose a storage path in a folder you can write"
+            ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         if url.startswith(("sqlite:", "postgresql", "mysql")):
             # A generous SQLite lock timeout lets a reader (show, app) poll while a run writes.
             kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        if url.startswith("journal:"):
-            backend = JournalFileBackend(url[len("journal:") :])
-            return optuna.storages.JournalStorage(backend)
+        if file is not None:
+            return optuna.storages.JournalStorage(JournalFileBackend(str(file)))
     except Exception as exc:
         detail = masked(f"{type(exc).__name__}: {exc}".splitlines()[0])
         raise UserError(f"--storage: cannot open {masked(url)!r}: {detail}") from None

@@ -7,8 +7,9 @@ SQLite path, and a user would then see "no studies" instead of "wrong path".
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import UserError
 
@@ -30,6 +31,28 @@ def masked(url: str) -> str:
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL, or None for other storages."""
     return Path(url[len(_SQLITE) :]) if url.startswith(_SQLITE) else None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage, retried when another process creates the same database at the
+    same moment: both see no tables (or no schema version), both create them, and the second
+    fails (`table studies already exists`, `IntegrityError ... alembic_version`). On the retry
+    they are there."""
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except sqlalchemy.exc.DBAPIError as exc:
+            racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
+            if not racing or attempt == _CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+_CREATE_ATTEMPTS = 5
 
 
 def _journal_path(url: str) -> Path | None:
@@ -63,7 +86,7 @@ def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
         if url.startswith(("sqlite:", "postgresql", "mysql")):
             # A generous SQLite lock timeout lets a reader (show, app) poll while a run writes.
             kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            return _rdb_storage(url, kwargs)
         if file is not None:
             return optuna.storages.JournalStorage(JournalFileBackend(str(file)))
     except Exception as exc:

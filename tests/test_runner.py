@@ -264,7 +264,7 @@ def test_ctrl_c_mid_trial_is_recorded_as_interrupted(tmp_path: Path) -> None:
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 130, err.decode()[-2000:]
     assert f"`tuner run {spec_path} --n-trials 2` again to resume".encode() in err
     (trial,) = read_study("toy", storage).trials
     assert trial.state == "FAIL"

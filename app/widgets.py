@@ -22,7 +22,13 @@ from tuner.errors import UserError
 from tuner.export import ExportFormat
 from tuner.handoff import export_text
 from tuner.relative import baseline_of
-from tuner.report import baseline_line, delta_cell, not_better_warning, speedup_cell
+from tuner.report import (
+    baseline_line,
+    delta_cell,
+    figure_cell,
+    not_better_warning,
+    speedup_cell,
+)
 from tuner.results import TrialRecord
 from tuner.storage import masked
 
@@ -77,8 +83,8 @@ def trial_detail(study: Loaded, trial: TrialRecord, *, key: str, downloads: bool
     versus = baseline.versus(trial)
     st.subheader(f"Trial {trial.number}{' (baseline)' if trial.is_baseline else ''}")
     cells = st.columns(4)
-    cells[0].metric(md(view.metric_name), _cell(trial.metric, ".4f"))
-    cells[1].metric("throughput (samples/s)", _cell(trial.throughput, ",.0f"))
+    cells[0].metric(md(view.metric_name), figure_cell(trial.metric, ".4f"))
+    cells[1].metric("throughput (samples/s)", figure_cell(trial.throughput, ",.0f"))
     cells[2].metric("speedup over the baseline", speedup_cell(versus))
     cells[3].metric("Δ metric (+ is better)", delta_cell(versus))
     warning = not_better_warning(view, baseline, trial)
@@ -130,9 +136,4 @@ def timings(trial: TrialRecord) -> pd.DataFrame:
 
 
 def _stored(attrs: dict[str, Any], attr: str, spec: str) -> str:
-    return _cell(attrs[attr], spec) if attr in attrs else "—"
-
-
-def _cell(value: Any, spec: str) -> str:
-    figure = number(value)
-    return "?" if figure is None else format(figure, spec)
+    return figure_cell(attrs[attr], spec) if attr in attrs else "—"

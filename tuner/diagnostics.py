@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from tuner.attrs import TrialAttr
 from tuner.results import StudyView
 from tuner.workload import Direction
 
@@ -83,8 +84,6 @@ def param_importances(
         MeanDecreaseImpurityImportanceEvaluator,
         PedAnovaImportanceEvaluator,
     )
-
-    from tuner.attrs import TrialAttr
 
     complete = [
         t

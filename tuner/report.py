@@ -6,6 +6,7 @@ a number reads the same everywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,17 +30,26 @@ def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
         return {}
     clip = knobs.get("grad_clip_norm")
     return {
-        "optimizer": f"{knobs.get('optimizer', '?')} lr={_number(knobs.get('lr'), '.2e')}",
+        "optimizer": f"{knobs.get('optimizer', '?')} lr={figure_cell(knobs.get('lr'), '.2e')}",
         "schedule": str(knobs.get("schedule", "?")),
         "batch": f"{knobs.get('batch_size', '?')}x{knobs.get('accumulation_steps', '?')}",
         "precision": str(knobs.get("precision", "?")),
         "compile": str(knobs.get("compile_mode", "?")),
-        "clip": "off" if clip is None else _number(clip, ".3g"),
+        "clip": "off" if clip is None else figure_cell(clip, ".3g"),
     }
 
 
-def _number(value: Any, spec: str) -> str:
-    return format(value, spec) if isinstance(value, int | float) else "?"
+def number(value: Any) -> float | None:
+    """A stored figure as a float; None for anything else (None, NaN, a bool, a string)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value):
+        return float(value)
+    return None
+
+
+def figure_cell(value: Any, spec: str) -> str:
+    """A stored figure formatted with `spec`, or ``?`` when the stored value is not one."""
+    figure = number(value)
+    return "?" if figure is None else format(figure, spec)
 
 
 def speedup_cell(versus: Versus) -> str:
@@ -117,32 +127,31 @@ def device_line(device: Any) -> str:
     )
 
 
+_KNOB_COLUMNS = ("optimizer", "schedule", "batch", "precision", "compile", "clip")
+
+
+def trial_headers(view: StudyView) -> list[str]:
+    """The columns of a front table, as `show` prints it and the app draws it."""
+    return ["trial", view.metric_name, "Δ", "samples/s", "speedup", *_KNOB_COLUMNS]
+
+
+def trial_row(baseline: Baseline, trial: TrialRecord) -> list[str]:
+    """One complete trial's cells under `trial_headers`."""
+    knobs = knob_summary(trial)
+    versus = baseline.versus(trial)
+    return [
+        f"{trial.number}{' (baseline)' if trial.is_baseline else ''}",
+        f"{trial.metric:.4f}",
+        delta_cell(versus),
+        f"{trial.throughput:,.0f}",
+        speedup_cell(versus),
+        *(knobs.get(column, "") for column in _KNOB_COLUMNS),
+    ]
+
+
 def trials_table(view: StudyView, trials: Sequence[TrialRecord]) -> str:
     baseline = baseline_of(view)
-    headers = [
-        "trial",
-        view.metric_name,
-        "Δ",
-        "samples/s",
-        "speedup",
-        "optimizer",
-        "schedule",
-        "batch",
-        "precision",
-        "compile",
-        "clip",
-    ]
-    rows = []
-    for trial in trials:
-        knobs = knob_summary(trial)
-        versus = baseline.versus(trial)
-        number = f"{trial.number}{' (baseline)' if trial.is_baseline else ''}"
-        rows.append(
-            [number, f"{trial.metric:.4f}", delta_cell(versus), f"{trial.throughput:,.0f}"]
-            + [speedup_cell(versus)]
-            + [knobs.get(h, "") for h in headers[5:]]
-        )
-    return format_table(headers, rows)
+    return format_table(trial_headers(view), [trial_row(baseline, t) for t in trials])
 
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from tuner.attrs import TrialAttr
-from tuner.relative import baseline_of
+from tuner.relative import Versus, baseline_of
+from tuner.report import number
 from tuner.results import KNOBS, StudyView, TrialRecord, knobs_of
 
 
@@ -50,9 +51,9 @@ _COLUMNS = [
 ]
 
 
-def _row(trial: TrialRecord, versus: Any, on_front: bool) -> dict[str, Any]:
+def _row(trial: TrialRecord, versus: Versus, on_front: bool) -> dict[str, Any]:
     attrs = trial.attrs
-    peak = attrs.get(TrialAttr.PEAK_MEMORY_BYTES)
+    peak = number(attrs.get(TrialAttr.PEAK_MEMORY_BYTES))
     if trial.state != "COMPLETE":
         role = ""
     elif not trial.feasible:
@@ -70,15 +71,11 @@ def _row(trial: TrialRecord, versus: Any, on_front: bool) -> dict[str, Any]:
         "speedup": versus.speedup,
         "not_better": versus.not_better,
         "worse": versus.worse,
-        "peak_memory_mb": peak / 2**20 if isinstance(peak, int | float) else None,
-        "compile_s": _number(attrs.get(TrialAttr.COMPILE_S)),
-        "trial_s": _number(attrs.get(TrialAttr.TRIAL_S)),
+        "peak_memory_mb": None if peak is None else peak / 2**20,
+        "compile_s": number(attrs.get(TrialAttr.COMPILE_S)),
+        "trial_s": number(attrs.get(TrialAttr.TRIAL_S)),
         **knobs_of(trial.config),
         "failure_kind": attrs.get(TrialAttr.FAILURE_KIND),
         "failure_reason": attrs.get(TrialAttr.FAILURE_REASON),
         "completed": trial.completed,
     }
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) else None

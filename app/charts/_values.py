@@ -8,16 +8,10 @@ from typing import Any
 import pandas as pd
 
 from tuner.relative import Versus
+from tuner.report import number
 
 #: A numeric knob with more distinct values than this is coloured on a continuous scale.
 MAX_CATEGORIES = 10
-
-
-def number(value: Any) -> float | None:
-    """`value` as a float, or None for anything else (None, NaN, a bool, a stored string)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value):
-        return float(value)
-    return None
 
 
 def present(values: pd.Series) -> pd.Series:

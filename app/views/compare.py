@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, data, widgets
-from app.charts._values import label, number, versus_of
+from app.charts._values import label, versus_of
 from tuner.attrs import TrialAttr
-from tuner.report import delta_cell, speedup_cell
+from tuner.report import delta_cell, figure_cell, speedup_cell
 from tuner.results import KNOBS
 
 CURVE_AXES: list[charts.CurveX] = ["step", "samples", "train_s"]
@@ -28,13 +28,13 @@ def side_by_side(frame: pd.DataFrame, numbers: list[int], metric_name: str) -> p
         cells: dict[str, Any] = {
             "state": row["state"],
             "role": row["role"] or "—",
-            metric_name: _figure(row["metric"], ".4f"),
+            metric_name: figure_cell(row["metric"], ".4f"),
             "Δ metric": delta_cell(versus),
-            "samples/s": _figure(row["throughput"], ",.0f"),
+            "samples/s": figure_cell(row["throughput"], ",.0f"),
             "speedup": speedup_cell(versus),
-            "peak memory (MB)": _figure(row["peak_memory_mb"], ",.0f"),
-            "compile (s)": _figure(row["compile_s"], ".3g"),
-            "trial (s)": _figure(row["trial_s"], ".3g"),
+            "peak memory (MB)": figure_cell(row["peak_memory_mb"], ",.0f"),
+            "compile (s)": figure_cell(row["compile_s"], ".3g"),
+            "trial (s)": figure_cell(row["trial_s"], ".3g"),
             **{k: label(row[k]) for k in KNOBS if k in row.index},
         }
         table[f"trial {number_}"] = [str(v) for v in cells.values()]
@@ -42,11 +42,6 @@ def side_by_side(frame: pd.DataFrame, numbers: list[int], metric_name: str) -> p
     out = pd.DataFrame(table, index=index)
     out["differs"] = out.nunique(axis=1) > 1
     return out[~(out.drop(columns="differs") == "n/a").all(axis=1)]
-
-
-def _figure(value: Any, spec: str) -> str:
-    figure = number(value)
-    return "?" if figure is None else format(figure, spec)
 
 
 def highlight(row: pd.Series) -> list[str]:

@@ -14,14 +14,7 @@ from app import charts, data, widgets
 from app.charts._values import label
 from app.safe import md
 from tuner.relative import baseline_of
-from tuner.report import (
-    baseline_line,
-    delta_cell,
-    failure_lines,
-    flag_lines,
-    knob_summary,
-    speedup_cell,
-)
+from tuner.report import baseline_line, failure_lines, flag_lines, trial_headers, trial_row
 from tuner.results import KNOBS, StudyView
 
 _CHART = "front_chart"
@@ -39,23 +32,13 @@ def chart_selected() -> None:
 def front_table(view: StudyView, numbers: list[int]) -> pd.DataFrame:
     """The front as `tuner show` prints it: the same cells, best metric first."""
     baseline = baseline_of(view)
-    rows = []
-    for number in numbers:
-        trial = view.trial(number)
-        if trial is None or trial.metric is None or trial.throughput is None:
-            continue
-        versus = baseline.versus(trial)
-        rows.append(
-            {
-                "trial": f"{number}{' (baseline)' if trial.is_baseline else ''}",
-                view.metric_name: f"{trial.metric:.4f}",
-                "Δ": delta_cell(versus),
-                "samples/s": f"{trial.throughput:,.0f}",
-                "speedup": speedup_cell(versus),
-                **knob_summary(trial),
-            }
-        )
-    return pd.DataFrame(rows)
+    trials = [view.trial(number) for number in numbers]
+    rows = [
+        trial_row(baseline, t)
+        for t in trials
+        if t is not None and t.metric is not None and t.throughput is not None
+    ]
+    return pd.DataFrame(rows, columns=trial_headers(view))
 
 
 study = data.current()

@@ -88,7 +88,10 @@ def run(
     from tuner.spec import load_spec
 
     spec = load_spec(spec_file)  # a bad spec fails before torch is even imported
-    from tuner.progress import run_with_progress
+    from tuner.interrupts import deferred_interrupt
+
+    with deferred_interrupt():  # a Ctrl-C inside torch's native start-up would abort
+        from tuner.progress import run_with_progress
 
     run_with_progress(
         spec,

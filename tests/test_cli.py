@@ -200,7 +200,7 @@ BAD_SPEC = SPEC.replace("seed = 0", 'seed = 0\nsampler = "grid"')
         (["show", "nope", "--storage", "postgresql://me:s3cret@127.0.0.1:1/db"], "me:***@"),
         (["app", "--storage", "sqlite:///DIR/none.db"], "no database at"),
         (["run"], "SPEC: missing argument 'SPEC'; see `tuner run --help`"),
-        (["run", "SPEC_BAD", "--n-trials", "0"], "--n-trials: 0 is not in the range x>=1"),
+        (["run", "SPEC_BAD", "--n-trials", "0"], "--n-trials: 0 is not in the range 1<=x<=1000000"),
         (["export", "STUDY", "--format", "xml"], "--format: 'xml' is not one of"),
         (["frobnicate"], "no such command 'frobnicate'; see `tuner --help`"),
         (["list", "--storage", "journal:DIR/nosuch.log"], "no journal at"),

@@ -30,6 +30,9 @@ class TrialAttr(StrEnum):
     FAILURE_KIND = "failure_kind"  # FailureKind value, for FAIL and PRUNED trials
     FAILURE_REASON = "failure_reason"  # one line
     BASELINE = "baseline"  # True on the study's baseline trial (plain PyTorch defaults)
+    OWNER = "owner"  # {host, pid, start}: the runner process that asked for the trial
+    STDERR_TAIL = "stderr_tail"  # last lines the trial's worker process wrote, on a crash
+    WORKER_RSS_BYTES = "worker_rss_bytes"  # resident memory of the worker after the trial
 
 
 class StudyAttr(StrEnum):
@@ -44,6 +47,7 @@ class StudyAttr(StrEnum):
     METRIC_NOISE = "metric_noise"  # metric differences at or below this are not real
     DEVICE = "device"  # device of the run that created the study
     TUNER_VERSION = "tuner_version"
+    CREATED = "created"  # set last: a study without it was killed while being created
 
 
 class FailureKind(StrEnum):
@@ -56,5 +60,13 @@ class FailureKind(StrEnum):
     UNSUPPORTED = "unsupported"  # the device or torch cannot run this combination
     TOO_SLOW = "too_slow"  # projected or actual trial time past budget.time_limit_s
     UNMEASURABLE = "unmeasurable"  # too few steps to time honestly; no fake number is stored
-    INTERRUPTED = "interrupted"  # the user stopped the run mid-trial
+    INTERRUPTED = "interrupted"  # SIGINT, SIGTERM or SIGHUP stopped the run mid-trial
+    CRASHED = "crashed"  # the trial's worker process died: a signal or an exit code
+    LOST = "lost"  # the runner that owned the trial died (kill -9, power loss)
+    SURPLUS = "surplus"  # asked for after the study reached n_trials; nothing ran
     ERROR = "error"  # anything else: the exception's type and message
+
+
+#: Failures that say nothing about the configuration: the trial never got its chance, so it
+#: does not count toward n_trials and a re-run tries again.
+DEAD_KINDS = frozenset({FailureKind.INTERRUPTED, FailureKind.LOST, FailureKind.SURPLUS})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ def _user_errors(command: _F) -> _F:
             return command(*args, **kwargs)
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
 
@@ -66,16 +67,38 @@ def cli() -> None:
     """Search how to train a PyTorch model: metric and throughput, as a Pareto front."""
 
 
-@cli.command()
-@click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False))
-@click.option("--n-trials", type=click.IntRange(min=1), help="Total trials the study should have.")
-@click.option(
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Trials run at once, each in its own worker process. On a CPU the cores are split "
+    "between them; with several GPUs each takes one.",
+)
+n_trials_option = click.option(
+    "--n-trials",
+    type=click.IntRange(1, 10**6),
+    help="Trials with a result the study should have in total (all workers together).",
+)
+timeout_option = click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, max=10**7, min_open=True),
     help="Stop starting new trials after this many seconds.",
 )
+
+
+def _typed_command() -> str:
+    """What the user typed, for the hint that says how to resume."""
+    return " ".join(shlex.quote(arg) for arg in ["tuner", *sys.argv[1:]])
+
+
+@cli.command()
+@click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False))
+@n_trials_option
+@timeout_option
 @storage_option
-@click.option("--seed", type=click.IntRange(min=0), help="Override the spec's seed.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Override the spec's seed.")
+@workers_option
 @_user_errors
 def run(
     spec_file: str,
@@ -83,6 +106,7 @@ def run(
     timeout: float | None,
     storage: str | None,
     seed: int | None,
+    workers: int,
 ) -> None:
     """Run (or resume) the study a spec file describes."""
     from tuner.spec import load_spec
@@ -99,7 +123,39 @@ def run(
         timeout_s=timeout,
         storage=_storage_url(storage) if storage else None,
         seed=seed,
-        resume_command=" ".join(shlex.quote(arg) for arg in ["tuner", *sys.argv[1:]]),
+        workers=workers,
+        resume_command=_typed_command(),
+    )
+
+
+@cli.command()
+@click.argument("study")
+@storage_option
+@n_trials_option
+@timeout_option
+@workers_option
+@_user_errors
+def worker(
+    study: str, storage: str | None, n_trials: int | None, timeout: float | None, workers: int
+) -> None:
+    """Join an existing study and run its trials, from its name and storage alone.
+
+    The spec and search space travel inside the study, so any machine that can reach the
+    storage (PostgreSQL for several machines) and import the workload can add workers.
+    """
+    from tuner.interrupts import deferred_interrupt
+
+    name, url = _study_ref(study, storage)
+    with deferred_interrupt():
+        from tuner.progress import join_with_progress
+
+    join_with_progress(
+        name,
+        url,
+        n_trials=n_trials,
+        timeout_s=timeout,
+        workers=workers,
+        resume_command=_typed_command(),
     )
 
 
@@ -214,6 +270,9 @@ def main() -> None:
     Ctrl-C before a command starts (while torch imports, say); tuner promises one line,
     `error: <field>: <problem>; <fix>`, with exit 2, and 130 for an interrupt.
     """
+    from tuner.interrupts import raise_on_stop_signals
+
+    raise_on_stop_signals()
     try:
         code = cli.main(standalone_mode=False)
     except click.UsageError as exc:
@@ -222,9 +281,12 @@ def main() -> None:
     except click.ClickException as exc:
         click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("interrupted before anything was stored", err=True)
-        sys.exit(130)
+    except click.Abort as exc:  # click turns a KeyboardInterrupt into Abort
+        signum = getattr(exc.__context__, "signum", signal.SIGINT)
+        click.echo(
+            f"interrupted by {signal.Signals(signum).name} before anything was stored", err=True
+        )
+        sys.exit(128 + signum)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import warnings
 
@@ -10,9 +11,10 @@ import click
 import optuna
 from tqdm.std import tqdm
 
+from tuner.interrupts import Interrupted
 from tuner.report import study_report
 from tuner.results import TrialRecord, metric_key, pareto_front, read_study, record_of
-from tuner.runner import prepare, run_study
+from tuner.runner import Prepared, prepare, prepare_worker, run_study
 from tuner.spec import StudySpec
 from tuner.workload import Direction
 
@@ -24,17 +26,41 @@ def run_with_progress(
     timeout_s: float | None,
     storage: str | None,
     seed: int | None,
+    workers: int = 1,
     resume_command: str,
 ) -> None:
     """Apply command-line overrides (`storage` is a full URL), run the study with a live bar,
-    print the report. `resume_command` is what the user typed, for the Ctrl-C hint."""
-    # TPE's `group` and metric names are marked experimental; a user can do nothing about it.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    print the report. `resume_command` is what the user typed, for the interrupt hint."""
     if storage:
         spec = dataclasses.replace(spec, storage=storage)
     if seed is not None:
         spec = dataclasses.replace(spec, seed=seed)
-    prepared = prepare(spec)
+    _run(prepare(spec), n_trials, timeout_s, workers, resume_command)
+
+
+def join_with_progress(
+    name: str,
+    url: str,
+    *,
+    n_trials: int | None,
+    timeout_s: float | None,
+    workers: int,
+    resume_command: str,
+) -> None:
+    """`tuner worker`: join an existing study from its name and storage URL alone."""
+    _run(prepare_worker(name, url), n_trials, timeout_s, workers, resume_command)
+
+
+def _run(
+    prepared: Prepared,
+    n_trials: int | None,
+    timeout_s: float | None,
+    workers: int,
+    resume_command: str,
+) -> None:
+    # TPE's `group` and metric names are marked experimental; a user can do nothing about it.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    spec = prepared.spec
     metric = prepared.workload.metric
     for dropped in prepared.dropped:
         click.echo(f"dropped {dropped['knob']}={dropped['value']}: {dropped['reason']}", err=True)
@@ -44,7 +70,7 @@ def run_with_progress(
     bar = tqdm(total=0, unit="trial", dynamic_ncols=True, file=sys.stderr, delay=3600)
 
     def on_start(study: optuna.Study, remaining: int) -> None:
-        # The bar's front is the study's, trials of earlier runs included.
+        # The bar's front is the study's, trials of earlier runs and other workers included.
         records.extend(record_of(t) for t in study.get_trials(deepcopy=False))
         bar.reset(total=remaining)
         bar.set_description(f"{spec.name}")
@@ -60,17 +86,24 @@ def run_with_progress(
 
     try:
         summary = run_study(
-            prepared, n_trials=n_trials, timeout_s=timeout_s, on_start=on_start, on_trial=on_trial
+            prepared,
+            n_trials=n_trials,
+            timeout_s=timeout_s,
+            workers=workers,
+            on_start=on_start,
+            on_trial=on_trial,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         bar.close()
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         click.echo(
-            f"interrupted: the running trial is stored as FAIL (interrupted); run "
-            f"`{resume_command}` again to resume",
+            f"interrupted by {signal.Signals(signum).name}: running trials are stored as FAIL "
+            f"(interrupted); run `{resume_command}` again to resume",
             err=True,
         )
-        sys.exit(130)
-    bar.close()
+        sys.exit(128 + signum)
+    finally:
+        bar.close()
     if summary.stopped_by_timeout:
         click.echo(f"stopped by the timeout after {summary.ran} trials", err=True)
     elif summary.ran == 0:

@@ -1,29 +1,35 @@
 """The study loop: the only place that talks to Optuna's ask/tell and decides trial states.
 
 Everything a spec names is resolved and validated before the storage is touched, so a bad spec
-or workload never leaves a half-written study. Each trial's outcome, success or failure, goes
-to the storage with its reason; the loop goes on.
+or workload never leaves a half-written study. Each trial runs in a supervised worker process
+(`tuner.supervisor`); its outcome, success or failure, goes to the storage with its reason,
+and the loop goes on. Several workers (threads here, each with its own worker process, or
+other processes and machines on the same storage) share one study: before every ask each
+sweeps dead trials and counts the trials with a result, so all stop together at the target.
 """
 
 from __future__ import annotations
 
-import gc
+import os
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import torch
-from optuna.trial import TrialState
 
-import tuner
+from tuner import liveness
 from tuner.attrs import FailureKind, StudyAttr, TrialAttr
-from tuner.config import ConfigError
-from tuner.errors import UserError
+from tuner.config import ConfigError, TrialConfig
+from tuner.errors import StorageLost
 from tuner.hardware import DeviceInfo, describe_device, detect_capabilities, select_device
-from tuner.harness import TrialFailure, TrialResult, run_trial
-from tuner.harness.failures import classify
+from tuner.harness import TrialFailure
+from tuner.interrupts import Interrupted, StopFlag, stop_requests
+from tuner.liveness import Heartbeat, Owner
 from tuner.results import TrialRecord, record_of
 from tuner.space import (
     SearchSpace,
@@ -33,30 +39,21 @@ from tuner.space import (
     sample_config,
     suggest_params,
 )
-from tuner.spec import SamplerName, StudySpec
+from tuner.spec import StudySpec
 from tuner.storage import masked, open_storage
+from tuner.study_open import open_study, stored_spec
+from tuner.supervisor import Abandoned, Job, TrialProcess
+from tuner.telling import tell_failure, tell_outcome
 from tuner.workload import Workload, load_workload
-
-_SAMPLERS: dict[SamplerName, Callable[[int, int], optuna.samplers.BaseSampler]] = {
-    # Multivariate, grouped TPE models the conditional optimizer/schedule branches jointly.
-    SamplerName.TPE: lambda seed, startup: optuna.samplers.TPESampler(
-        multivariate=True, group=True, n_startup_trials=startup, seed=seed
-    ),
-    # One generation per start-up batch: the default population of 50 outlasts most studies.
-    SamplerName.NSGA2: lambda seed, startup: optuna.samplers.NSGAIISampler(
-        population_size=max(startup, 4), seed=seed
-    ),
-    SamplerName.RANDOM: lambda seed, _: optuna.samplers.RandomSampler(seed=seed),
-}
-
-#: A trial ending with one of these kinds is PRUNED (the combination cannot run here); any
-#: other failure is FAIL.
-_PRUNED_KINDS = frozenset({FailureKind.UNSUPPORTED, FailureKind.TOO_SLOW})
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """Everything resolved from a spec, ready to run; built before touching the storage."""
+    """Everything resolved from a spec, ready to run; built before touching the storage.
+
+    `joining` marks a worker that joins a study made elsewhere (`tuner worker`): it runs the
+    study's stored spec and space and never creates the study.
+    """
 
     spec: StudySpec
     workload: Workload
@@ -64,21 +61,34 @@ class Prepared:
     dropped: tuple[dict[str, Any], ...]
     device: torch.device
     device_info: DeviceInfo
+    joining: bool = False
 
 
 @dataclass(frozen=True)
 class RunSummary:
     study: str
     storage: str
-    ran: int
-    total: int
+    ran: int  # trials this run finished
+    total: int  # trials of the study that count toward n_trials
     stopped_by_timeout: bool
 
 
 def prepare(spec: StudySpec) -> Prepared:
     """Resolve workload, space, device and capabilities; raises UserError on any problem."""
+    return _prepared(spec, load_space(spec.space), joining=False)
+
+
+def prepare_worker(name: str, url: str) -> Prepared:
+    """A worker for an existing study, from nothing but its name and storage URL: the spec
+    and space travel inside the study. The space is restricted again to this machine."""
+    from tuner.storage import load_study
+
+    spec, space = stored_spec(load_study(name, url), url)
+    return _prepared(spec, space, joining=True)
+
+
+def _prepared(spec: StudySpec, space: SearchSpace, *, joining: bool) -> Prepared:
     workload = load_workload(spec.objective)
-    space = load_space(spec.space)
     device = select_device(spec.device)
     if device.type == "cpu" and spec.threads is not None:
         torch.set_num_threads(spec.threads)
@@ -90,6 +100,7 @@ def prepare(spec: StudySpec) -> Prepared:
         dropped=tuple(d.to_dict() for d in dropped),
         device=device,
         device_info=describe_device(device),
+        joining=joining,
     )
 
 
@@ -98,182 +109,243 @@ def run_study(
     *,
     n_trials: int | None = None,
     timeout_s: float | None = None,
+    workers: int = 1,
     on_start: Callable[[optuna.Study, int], None] | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> RunSummary:
-    """Create or resume the spec's study and run trials until the target count or timeout.
+    """Create, resume or join the spec's study and run trials until it has `n_trials` (the
+    spec's by default) that count, or until the timeout.
 
-    `n_trials` (default: the spec's) is the study's total target, so re-running an
-    interrupted spec finishes it and re-running a finished one does nothing.
+    `n_trials` is the study's total target, shared by every process working on it: re-running
+    an interrupted spec finishes it, re-running a finished one does nothing.
+
+    Raises:
+        Interrupted: SIGINT, SIGTERM or SIGHUP; the running trials were stored as FAIL
+            (interrupted) first.
+        StorageLost: the storage stopped answering; the running trials stay RUNNING until a
+            later run's sweep fails them.
     """
     spec = prepared.spec
-    study = _open_study(prepared)
-    target = n_trials if n_trials is not None else spec.n_trials
-    timeout = timeout_s if timeout_s is not None else spec.timeout_s
-    remaining = max(0, target - _n_started(study))
-    if on_start is not None:
-        on_start(study, remaining)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    ran = 0
-    for _ in range(remaining):
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        record = _run_one(study, prepared)
-        ran += 1
-        if on_trial is not None:
-            on_trial(record)
-    return RunSummary(
-        study=spec.name,
-        storage=spec.storage,
-        ran=ran,
-        total=_n_started(study),
-        stopped_by_timeout=ran < remaining,
-    )
+    with stop_requests() as stop:
+        heartbeat = (liveness.heartbeat_s(), liveness.grace_s())
+        storage = open_storage(spec.storage, create=True, heartbeat=heartbeat)
+        loop = _Loop(prepared, storage, stop, on_trial, target=n_trials or spec.n_trials)
+        with loop.storage_calls():
+            study = open_study(
+                spec,
+                storage,
+                _study_attrs(prepared),
+                config_params(prepared.workload.baseline, prepared.space),
+                joining=prepared.joining,
+            )
+            liveness.sweep(study, storage)
+            remaining = max(0, loop.target - liveness.n_counted(study.get_trials(deepcopy=False)))
+        if on_start is not None:
+            on_start(study, remaining)
+        timeout = timeout_s if timeout_s is not None else spec.timeout_s
+        loop.start(study, None if timeout is None else time.monotonic() + timeout)
+        loop.run(workers)
+        with loop.storage_calls():
+            total = liveness.n_counted(study.get_trials(deepcopy=False))
+    return RunSummary(spec.name, spec.storage, loop.ran, total, loop.timed_out)
 
 
-def _n_started(study: optuna.Study) -> int:
-    """Trials run or running; the queued baseline is not one until a run picks it up."""
-    return len(study.get_trials(deepcopy=False, states=_STARTED))
-
-
-_STARTED = tuple(state for state in TrialState if state is not TrialState.WAITING)
-
-
-def _open_study(prepared: Prepared) -> optuna.Study:
-    spec = prepared.spec
-    storage = open_storage(spec.storage, create=True)
-    try:
-        existing = optuna.load_study(study_name=spec.name, storage=storage)
-    except KeyError:
-        existing = None
-    n_before = len(existing.get_trials(deepcopy=False)) if existing is not None else 0
-    # Offset the seed by the trials already run, so a resumed study samples new points
-    # instead of replaying its first ones.
-    sampler = _SAMPLERS[spec.sampler](spec.seed + n_before, spec.n_startup_trials)
-    if existing is not None:
-        _check_same_experiment(existing, prepared)
-        return optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler)
+def _study_attrs(prepared: Prepared) -> dict[StudyAttr, Any]:
     metric = prepared.workload.metric
-    study = optuna.create_study(
-        study_name=spec.name,
-        storage=storage,
-        sampler=sampler,
-        directions=[metric.direction.value, "maximize"],
-    )
-    study.set_metric_names([metric.name, "throughput"])
-    attrs = {
-        StudyAttr.SPEC: spec.to_dict(),
+    return {
+        StudyAttr.SPEC: prepared.spec.to_dict(),
         StudyAttr.SPACE: prepared.space.to_dict(),
         StudyAttr.DROPPED: list(prepared.dropped),
-        StudyAttr.OBJECTIVE: spec.objective,
+        StudyAttr.OBJECTIVE: prepared.spec.objective,
         StudyAttr.METRIC_NAME: metric.name,
         StudyAttr.METRIC_DIRECTION: metric.direction.value,
         StudyAttr.METRIC_NOISE: metric.noise,
         StudyAttr.DEVICE: prepared.device_info.to_dict(),
-        StudyAttr.TUNER_VERSION: tuner.__version__,
     }
-    for key, value in attrs.items():
-        study.set_user_attr(key, value)
-    # The baseline runs first and through the queue, so every sampler sees it as a trial.
-    baseline = prepared.workload.baseline
-    study.enqueue_trial(
-        config_params(baseline, prepared.space), user_attrs={TrialAttr.BASELINE: True}
-    )
-    return study
 
 
-def _check_same_experiment(study: optuna.Study, prepared: Prepared) -> None:
-    """Refuse to mix trials of two different experiments under one study name."""
-    stored_spec = study.user_attrs.get(StudyAttr.SPEC)
-    if stored_spec is None:
-        raise UserError(
-            f"study.name: {prepared.spec.name!r} exists in {masked(prepared.spec.storage)} but "
-            "was not created by tuner; choose another name"
-        )
-    current = prepared.spec.identity()
-    changed = [key for key in current if current[key] != stored_spec.get(key)]
-    if study.user_attrs.get(StudyAttr.SPACE) != prepared.space.to_dict():
-        changed.append("space contents")
-    if changed:
-        raise UserError(
-            f"study.name: {prepared.spec.name!r} already exists with a different "
-            f"{', '.join(changed)}; rename the study to start a new one"
-        )
+class _Loop:
+    """The workers of one run: each asks, supervises and tells until the study is done."""
 
+    def __init__(
+        self,
+        prepared: Prepared,
+        storage: optuna.storages.BaseStorage,
+        stop: StopFlag,
+        on_trial: Callable[[TrialRecord], None] | None,
+        target: int,
+    ) -> None:
+        self.prepared = prepared
+        self.storage = storage
+        self.stop = stop
+        self.on_trial = on_trial
+        self.target = target
+        self.ran = 0
+        self.timed_out = False
+        self.lost: BaseException | None = None
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._study: optuna.Study | None = None
+        self._deadline: float | None = None
 
-def _run_one(study: optuna.Study, prepared: Prepared) -> TrialRecord:
-    spec = prepared.spec
-    trial = study.ask()
-    seed = spec.seed + trial.number
-    trial.set_user_attr(TrialAttr.SEED, seed)
-    trial.set_user_attr(TrialAttr.DEVICE, prepared.device_info.to_dict())
-    try:
-        if trial.user_attrs.get(TrialAttr.BASELINE):
-            config = prepared.workload.baseline
-            suggest_params(trial, config, prepared.space)
+    def start(self, study: optuna.Study, deadline: float | None) -> None:
+        self._study, self._deadline = study, deadline
+
+    @property
+    def study(self) -> optuna.Study:
+        assert self._study is not None, "start() first"
+        return self._study
+
+    def run(self, workers: int) -> None:
+        """Run `workers` workers (threads, each supervising its own trial process)."""
+        if workers == 1:
+            self._work(0, workers)
         else:
-            config = sample_config(trial, prepared.space)
-        trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
-        result = run_trial(prepared.workload, config, spec.budget, prepared.device, seed)
-    except ConfigError as exc:
-        _tell_failure(study, trial, TrialFailure(FailureKind.UNSUPPORTED, str(exc)))
-    except TrialFailure as failure:
-        _tell_failure(study, trial, failure)
-    except KeyboardInterrupt:
-        _tell_failure(study, trial, TrialFailure(FailureKind.INTERRUPTED, "stopped by the user"))
-        raise
-    except Exception as exc:  # user code in build_model/load_data, or anything unforeseen
-        _tell_failure(study, trial, classify(exc, compiling=False))
-    else:
-        _tell_result(study, trial, result, spec.memory_budget_mb)
-    finally:
-        gc.collect()
-        if prepared.device.type == "cuda":
-            torch.cuda.empty_cache()
-    return next(record_of(t) for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+            threads = [
+                threading.Thread(target=self._work_or_record, args=(slot, workers), daemon=True)
+                for slot in range(workers)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)  # returns to the main thread, where signals are handled
+            if self.errors:
+                raise self.errors[0]
+        if self.lost is not None:
+            raise self._storage_lost(self.lost)
+        if self.stop.signum is not None:
+            raise Interrupted(self.stop.signum)
+
+    def _work_or_record(self, slot: int, workers: int) -> None:
+        try:
+            self._work(slot, workers)
+        except BaseException as exc:  # handed to the main thread, which re-raises it
+            self.errors.append(exc)
+            self.stop.set()
+
+    def _work(self, slot: int, workers: int) -> None:
+        process = TrialProcess(**_worker_resources(self.prepared, slot, workers))
+        try:
+            while not self.stop.is_set():
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    self.timed_out = True
+                    return
+                with self.storage_calls():
+                    liveness.sweep(self.study, self.storage)
+                    if liveness.n_counted(self.study.get_trials(deepcopy=False)) >= self.target:
+                        return
+                    trial = _ask(self.study)
+                record = self._run_one(trial, process)
+                if record is not None:
+                    with self._lock:
+                        self.ran += 1
+                        if self.on_trial is not None:
+                            self.on_trial(record)
+        finally:
+            process.close()
+
+    def _run_one(self, trial: optuna.Trial, process: TrialProcess) -> TrialRecord | None:
+        """Run one asked trial to its stored end; None when it did not run (a surplus)."""
+        spec = self.prepared.spec
+        with Heartbeat(self.storage, trial._trial_id, self._lose), self.storage_calls():
+            trial.set_user_attr(TrialAttr.OWNER, Owner.current().to_dict())
+            if self._surplus(trial.number):
+                tell_failure(self.study, trial, _surplus(self.target))
+                return None
+            seed = (spec.seed + trial.number) % 2**32
+            trial.set_user_attr(TrialAttr.SEED, seed)
+            trial.set_user_attr(TrialAttr.DEVICE, self.prepared.device_info.to_dict())
+            try:
+                config = self._config(trial)
+            except ConfigError as exc:
+                tell_failure(self.study, trial, TrialFailure(FailureKind.UNSUPPORTED, str(exc)))
+                return self._record(trial)
+            trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
+            job = Job(spec.objective, config, spec.budget, str(self.prepared.device), seed)
+            try:
+                outcome = process.run(job, should_stop=self.stop.is_set)
+            except Abandoned:
+                if self.lost is None:
+                    reason = f"stopped by {self.stop.signal_name()}; a re-run resumes the study"
+                    tell_failure(self.study, trial, TrialFailure(FailureKind.INTERRUPTED, reason))
+                return None
+            # A sweep may have presumed this runner dead and failed the trial as lost.
+            with suppress(optuna.exceptions.UpdateFinishedTrialError):
+                tell_outcome(self.study, trial, outcome, spec.memory_budget_mb)
+            return self._record(trial)
+
+    def _config(self, trial: optuna.Trial) -> TrialConfig:
+        if trial.user_attrs.get(TrialAttr.BASELINE):
+            config = self.prepared.workload.baseline
+            suggest_params(trial, config, self.prepared.space)
+            return config
+        return sample_config(trial, self.prepared.space)
+
+    def _surplus(self, number: int) -> bool:
+        """Whether trials asked before this one already reach the target: two workers that
+        checked the count at the same moment must not both run."""
+        earlier = [t for t in self.study.get_trials(deepcopy=False) if t.number < number]
+        return liveness.n_counted(earlier) >= self.target
+
+    def _record(self, trial: optuna.Trial) -> TrialRecord:
+        frozen = self.study.get_trials(deepcopy=False)
+        return next(record_of(t) for t in frozen if t.number == trial.number)
+
+    def _lose(self, exc: BaseException) -> None:
+        """The storage stopped answering (seen by a heartbeat): stop every worker."""
+        if self.lost is None:
+            self.lost = exc
+        self.stop.set()
+
+    @contextmanager
+    def storage_calls(self) -> Iterator[None]:
+        """Storage errors in the block end the run as StorageLost (one line, exit 1)."""
+        import sqlalchemy.exc
+
+        try:
+            yield
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            self._lose(exc)
+            raise self._storage_lost(exc) from None
+        except OSError as exc:
+            if self.prepared.spec.storage.startswith("journal:"):
+                self._lose(exc)
+                raise self._storage_lost(exc) from None
+            raise
+
+    def _storage_lost(self, exc: BaseException) -> StorageLost:
+        url = self.prepared.spec.storage
+        cause = exc.__cause__ or exc
+        detail = masked(" ".join(f"{type(cause).__name__}: {cause}".split()))[:200]
+        return StorageLost(
+            f"storage: lost {masked(url)} ({detail}); every finished trial is stored: run the "
+            "same command again when the storage is back to resume"
+        )
 
 
-def _tell_failure(study: optuna.Study, trial: optuna.Trial, failure: TrialFailure) -> None:
-    trial.set_user_attr(TrialAttr.FAILURE_KIND, failure.kind.value)
-    trial.set_user_attr(TrialAttr.FAILURE_REASON, failure.reason)
-    state = TrialState.PRUNED if failure.kind in _PRUNED_KINDS else TrialState.FAIL
-    study.tell(trial, state=state)
+def _ask(study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():
+        # ask/tell with heartbeats is what tuner does on purpose (optimize() cannot supervise
+        # a trial in another process); Optuna warns about it on every ask.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
 
 
-def _tell_result(
-    study: optuna.Study, trial: optuna.Trial, result: TrialResult, memory_budget_mb: float | None
-) -> None:
-    attrs = {
-        TrialAttr.METRIC: result.metric,
-        TrialAttr.THROUGHPUT: result.throughput,
-        TrialAttr.THROUGHPUT_WINDOWS: list(result.windows),
-        TrialAttr.COMPILE_S: result.compile_s,
-        TrialAttr.WARMUP_S: result.warmup_s,
-        TrialAttr.PEAK_MEMORY_BYTES: result.peak_memory_bytes,
-        TrialAttr.MEMORY_KIND: result.memory_kind,
-        TrialAttr.TRAIN_S: result.train_s,
-        TrialAttr.TRIAL_S: result.trial_s,
-        TrialAttr.OPTIMIZER_STEPS: result.optimizer_steps,
-        TrialAttr.SAMPLES: result.samples,
-        TrialAttr.CURVE: [
-            {"step": p.step, "samples": p.samples, "train_s": p.train_s, "metric": p.metric}
-            for p in result.curve
-        ],
-    }
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    if memory_budget_mb is not None:
-        if result.peak_memory_bytes is None:
-            _tell_failure(
-                study,
-                trial,
-                TrialFailure(
-                    FailureKind.UNMEASURABLE,
-                    "peak memory is unknown on this device, so run.memory_budget_mb cannot be "
-                    "checked; remove it from the spec",
-                ),
-            )
-            return
-        # Feasible when <= 0: the sampler learns the memory boundary instead of crashing on it.
-        trial.set_constraint("memory_mb", result.peak_memory_bytes / 2**20 - memory_budget_mb)
-    study.tell(trial, [result.metric, result.throughput])
+def _surplus(target: int) -> TrialFailure:
+    return TrialFailure(
+        FailureKind.SURPLUS,
+        f"not run: the study reached n_trials={target} while this trial was being asked for",
+    )
+
+
+def _worker_resources(prepared: Prepared, slot: int, workers: int) -> dict[str, Any]:
+    """Threads and device of one local worker: the CPU's cores are split between workers;
+    with several GPUs each worker takes one."""
+    if prepared.device.type == "cuda":
+        count = torch.cuda.device_count()
+        env = {"CUDA_VISIBLE_DEVICES": str(slot % count)} if workers > 1 and count > 1 else {}
+        return {"threads": prepared.spec.threads, "env": env}
+    cores = os.cpu_count() or 1
+    threads = prepared.spec.threads or cores
+    return {"threads": max(1, min(threads, cores // workers)), "env": {}}

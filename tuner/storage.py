@@ -33,7 +33,9 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url[len(_SQLITE) :]) if url.startswith(_SQLITE) else None
 
 
-def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+def _rdb_storage(
+    url: str, engine_kwargs: dict[str, Any], heartbeat: tuple[int, int] | None
+) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage, retried when another process creates the same database at the
     same moment: both see no tables (or no schema version), both create them, and the second
     fails (`table studies already exists`, `IntegrityError ... alembic_version`). On the retry
@@ -43,7 +45,12 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDB
 
     for attempt in range(_CREATE_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat[0] if heartbeat else None,
+                grace_period=heartbeat[1] if heartbeat else None,
+            )
         except sqlalchemy.exc.DBAPIError as exc:
             racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
             if not racing or attempt == _CREATE_ATTEMPTS - 1:
@@ -59,9 +66,15 @@ def _journal_path(url: str) -> Path | None:
     return Path(url[len(_JOURNAL) :]) if url.startswith(_JOURNAL) else None
 
 
-def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, *, create: bool, heartbeat: tuple[int, int] | None = None
+) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`; with create=False a missing SQLite or journal file is a
-    UserError (a reader must never leave an empty storage behind a mistyped path)."""
+    UserError (a reader must never leave an empty storage behind a mistyped path).
+
+    `heartbeat` (interval, grace period in seconds) turns on Optuna's trial heartbeat on RDB
+    storages, for the runner; readers leave it off.
+    """
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
@@ -74,8 +87,8 @@ def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
                 f"--storage: no {kind} at {file}; run `tuner run SPEC` first or pass the "
                 "right --storage URL"
             )
-        try:
-            file.parent.mkdir(parents=True, exist_ok=True)
+        try:  # the storage's own folder, not a whole mistyped path of them
+            file.parent.mkdir(exist_ok=True)
         except OSError as exc:
             raise UserError(
                 f"--storage: cannot create the folder {file.parent}: {exc.strerror}; "
@@ -86,7 +99,7 @@ def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
         if url.startswith(("sqlite:", "postgresql", "mysql")):
             # A generous SQLite lock timeout lets a reader (show, app) poll while a run writes.
             kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
-            return _rdb_storage(url, kwargs)
+            return _rdb_storage(url, kwargs, heartbeat)
         if file is not None:
             return optuna.storages.JournalStorage(JournalFileBackend(str(file)))
     except Exception as exc:

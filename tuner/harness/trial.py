@@ -12,7 +12,7 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -64,15 +64,20 @@ def run_trial(
     budget: Budget,
     device: torch.device,
     seed: int,
+    progress: Callable[[str], None] | None = None,
 ) -> TrialResult:
     """Train `workload` under `config` for `budget`, measuring metric, speed and memory.
+
+    `progress` hears the speed reached so far ("1,234 samples/s in training") after each
+    warm-up step and timed window, so a supervisor that kills a hung trial can say how fast
+    it was going.
 
     Raises:
         TrialFailure: the trial produced no honest result (diverged, out of memory, compile
             error, unsupported combination, too few steps to time).
     """
     started = time.perf_counter()
-    deadline = _Deadline(started, budget.time_limit_s)
+    deadline = _Deadline(started, budget.time_limit_s, progress or _ignore)
     memory = PeakMemory(device)
     memory.reset()
 
@@ -226,14 +231,21 @@ def _horizon(budget: Budget, per_epoch: int, accumulation: int, step_s: float = 
     return steps
 
 
+def _ignore(speed: str) -> None:
+    """No one is listening for progress."""
+
+
 @dataclass(frozen=True)
 class _Deadline:
-    """budget.time_limit_s, checked between steps (never inside the timed loop)."""
+    """budget.time_limit_s, checked between steps (never inside the timed loop); the
+    supervisor enforces it as a hard limit from outside."""
 
     started: float
     limit_s: float | None
+    progress: Callable[[str], None]
 
     def check(self, projected_s: float, speed: str) -> None:
+        self.progress(speed)
         if self.limit_s is None:
             return
         elapsed = time.perf_counter() - self.started

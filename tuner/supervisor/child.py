@@ -1,0 +1,138 @@
+"""The worker process: imports torch once, then runs the jobs its supervisor sends.
+
+Started by `TrialProcess` as ``python -m tuner.supervisor.child JOBS REPLIES PARENT THREADS``
+(two pipe descriptors, the supervisor's pid, the torch thread count or 0). It is not a
+daemonic multiprocessing child, so a trial may start DataLoader workers of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+
+import torch
+
+from tuner.attrs import FailureKind
+from tuner.config import ConfigError
+from tuner.errors import UserError
+from tuner.harness import TrialFailure, run_trial
+from tuner.harness.failures import classify
+from tuner.supervisor.protocol import Finished, Job, Progress, Started
+from tuner.workload import Workload, load_workload
+
+_PR_SET_PDEATHSIG = 1
+
+#: Failures raised by the harness itself, before or between steps: the process is as sound
+#: as before the trial. Anything else (user code raised, out of memory, a compile error)
+#: may have left state behind, so the supervisor replaces the worker.
+_CLEAN_KINDS = frozenset(
+    {
+        FailureKind.UNSUPPORTED,
+        FailureKind.TOO_SLOW,
+        FailureKind.UNMEASURABLE,
+        FailureKind.DIVERGED,
+    }
+)
+
+
+def main(argv: list[str]) -> int:
+    jobs_fd, replies_fd, parent, threads = (int(arg) for arg in argv[1:5])
+    _die_with(parent)
+    os.dup2(2, 1)  # a print in user code must not reach the terminal under the progress bar
+    if threads:
+        torch.set_num_threads(threads)
+    jobs = Connection(jobs_fd, writable=False)
+    replies = Connection(replies_fd, readable=False)
+    workloads: dict[str, Workload] = {}
+    while True:
+        try:
+            job = jobs.recv()
+        except EOFError:  # the supervisor closed the pipe: no more trials
+            return 0
+        replies.send(_run(job, workloads, replies))
+
+
+def _run(job: Job, workloads: dict[str, Workload], replies: Connection) -> Finished:
+    """Run one job; every way it can end becomes a Finished message."""
+    try:
+        if job.objective not in workloads:
+            workloads[job.objective] = load_workload(job.objective)
+    except UserError as exc:
+        return _failed(FailureKind.ERROR, f"the worker could not load the workload: {exc}")
+    replies.send(Started())
+    try:
+        result = run_trial(
+            workloads[job.objective],
+            job.config,
+            job.budget,
+            torch.device(job.device),
+            job.seed,
+            progress=lambda speed: replies.send(Progress(speed)),
+        )
+    except ConfigError as exc:  # a knob combination torch refuses: the config, not the worker
+        return _failed(FailureKind.UNSUPPORTED, str(exc), reusable=True)
+    except TrialFailure as failure:
+        return _failed(failure.kind, failure.reason, reusable=failure.kind in _CLEAN_KINDS)
+    except Exception as exc:
+        classified = classify(exc, compiling=False)
+        return _failed(classified.kind, classified.reason)
+    except SystemExit as exc:  # sys.exit() in user code ends the trial, not the worker
+        return _failed(FailureKind.ERROR, f"user code called sys.exit({exc.code!r})")
+    finally:
+        _release(job.device)
+    return Finished(result=result, failure=None, reusable=True, rss_bytes=_rss_bytes())
+
+
+def _failed(kind: FailureKind, reason: str, *, reusable: bool = False) -> Finished:
+    return Finished(
+        result=None, failure=(kind.value, reason), reusable=reusable, rss_bytes=_rss_bytes()
+    )
+
+
+def _release(device: str) -> None:
+    """Give back what the trial held, so the next trial starts from the same footing."""
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    # glibc keeps freed arenas; returning them keeps the worker's RSS flat over trials.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
+def _die_with(parent: int) -> None:
+    """Exit when the supervisor dies, even by SIGKILL: no orphan keeps training.
+
+    Linux delivers SIGKILL to this process when its parent exits (PR_SET_PDEATHSIG);
+    elsewhere a thread watches the parent pid.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        threading.Thread(target=_watch, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
+def _watch(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

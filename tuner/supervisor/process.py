@@ -80,6 +80,11 @@ class TrialProcess:
         self._child: _Child | None = None
         self.started = 0  # workers started so far, for tests and benchmarks
 
+    @property
+    def pid(self) -> int | None:
+        """The warm worker's process id, None when none is running."""
+        return self._child.process.pid if self._child is not None else None
+
     def run(self, job: Job, should_stop: Callable[[], bool] = lambda: False) -> Outcome:
         """Run `job` in the worker, starting one if needed.
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
+import time
 
 import pytest
 import torch
@@ -135,15 +137,27 @@ def test_warmup_updates_are_discarded() -> None:
     assert short.metric == long.metric
 
 
+class _TenMillisecondSteps(torch.nn.Module):
+    """The toy model with a floor of 10 ms per training forward, whatever the host's load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _Counting().inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            time.sleep(0.01)
+        return self.inner(x)
+
+
 def test_seconds_budget_sets_a_horizon_from_warmup_speed() -> None:
-    budget = Budget(seconds=0.5)
-    result = run_trial(WORKLOAD, make_config(), budget, CPU, seed=0)
-    assert result.optimizer_steps >= 3
-    # The horizon comes from the warm-up speed. A host that stalls during the three warm-up
-    # steps makes the horizon short (train_s far under the budget was seen under load), so
-    # only the other side is checked: training never runs far past the budget.
-    assert budget.seconds is not None
-    assert result.train_s / budget.seconds <= 6
+    # Every step takes at least 10 ms, so a 0.5 s budget allows at most 50 steps: a horizon
+    # from the warm-up speed stays under that however slow or loaded the host (a test of
+    # train_s against the budget failed under load: no absolute time is asserted here).
+    workload = dataclasses.replace(WORKLOAD, build_model=_TenMillisecondSteps)
+    result = run_trial(workload, make_config(), Budget(seconds=0.5), CPU, seed=0)
+    assert 3 <= result.optimizer_steps <= 50
+    assert result.samples == result.optimizer_steps * 32
 
 
 def test_bf16_and_compile_are_applied() -> None:

@@ -96,16 +96,21 @@ class TrialProcess:
             child.jobs.send(job)
         except OSError:  # it died between trials
             return self._crashed(child)
-        return self._wait(child, job.budget.time_limit_s, should_stop)
+        child.busy = True
+        outcome = self._wait(child, job.budget.time_limit_s, should_stop)
+        child.busy = False
+        return outcome
 
     def close(self) -> None:
-        """Let the worker exit on its own (end of its job pipe), killing it if it lingers."""
+        """Let an idle worker exit on its own (end of its job pipe); kill a busy one (an
+        exception interrupted the wait for its trial) or one that lingers."""
         child, self._child = self._child, None
         if child is None:
             return
-        child.jobs.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.process.wait(timeout=5)
+        if not child.busy:
+            child.jobs.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=5)
         child.kill()
 
     def _start(self) -> _Child:
@@ -180,6 +185,7 @@ class _Child:
     replies: Connection
     lines: collections.deque[str]
     reader: threading.Thread
+    busy: bool = False  # a job was sent and its Finished not yet read
 
     @classmethod
     def spawn(cls, threads: int | None, env: Mapping[str, str]) -> _Child:

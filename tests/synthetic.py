@@ -80,6 +80,8 @@ _BUDGET = Budget(
     epochs=_EPOCHS, evaluations=4, warmup_steps=3, windows=8, time_limit_s=_TIME_LIMIT_S
 )
 _MEMORY_BUDGET_MB = 560.0
+#: The runner process that asked for every synthetic trial.
+OWNER: dict[str, Any] = {"host": "bench", "pid": 4242, "start": "123456"}
 _METRIC_NOISE = 0.01
 _TRAIN_EXAMPLES = 1437  # digits: 1437 training and 360 validation images
 _VAL_EXAMPLES = 360
@@ -150,6 +152,7 @@ def write_study(
         StudyAttr.METRIC_NOISE: _METRIC_NOISE,
         StudyAttr.DEVICE: dict(DEVICE),
         StudyAttr.TUNER_VERSION: tuner.__version__,
+        StudyAttr.CREATED: True,
     }
     for key, value in attrs.items():
         study.set_user_attr(key, value)
@@ -309,7 +312,11 @@ def _trial(
 ) -> FrozenTrial:
     """One finished trial (start and end times are set by the caller)."""
     system_attrs: dict[str, Any] = {}
-    user_attrs: dict[str, Any] = {TrialAttr.SEED: seed + number, TrialAttr.DEVICE: dict(DEVICE)}
+    user_attrs: dict[str, Any] = {
+        TrialAttr.OWNER: dict(OWNER),
+        TrialAttr.SEED: seed + number,
+        TrialAttr.DEVICE: dict(DEVICE),
+    }
     if number == 0:
         config = DEFAULT_BASELINE
         fixed = config_params(config, space)
@@ -323,6 +330,7 @@ def _trial(
     user_attrs[TrialAttr.CONFIG] = config.to_dict()
 
     outcome = _Outcome(config, rng, baseline=number == 0, minimize=minimize)
+    user_attrs[TrialAttr.WORKER_RSS_BYTES] = int(rng.uniform(450, 600) * 2**20)
     if outcome.failure is not None:
         kind, reason = outcome.failure
         user_attrs[TrialAttr.FAILURE_KIND] = kind.value

@@ -111,12 +111,13 @@ def test_trials_carry_the_attributes_the_runner_writes(
     complete = [t for t in others if t.state is TrialState.COMPLETE]
     for trial in complete:
         assert trial_shape(trial) == trial_shape(real_sampled), trial.number
-    # The runner's failure path (_tell_failure) adds only the kind and reason to what every
-    # trial gets before it trains.
-    before_training = {TrialAttr.SEED, TrialAttr.DEVICE, TrialAttr.CONFIG}
+    # A trial that failed in its worker carries what every trial gets before it trains, the
+    # worker's memory, and the failure's kind and reason (tell_failure).
+    before_training = {TrialAttr.OWNER, TrialAttr.SEED, TrialAttr.DEVICE, TrialAttr.CONFIG}
     for trial in others:
         if trial.state is not TrialState.COMPLETE:
             assert set(trial.user_attrs) == before_training | {
+                TrialAttr.WORKER_RSS_BYTES,
                 TrialAttr.FAILURE_KIND,
                 TrialAttr.FAILURE_REASON,
             }

@@ -178,7 +178,7 @@ BAD_SPACES = [
     ("[optimiser]\n", "optimiser: unknown key"),
     ('[optimizer.adam]\nlr = "fast"\n', 'optimizer.adam.lr: "fast" is not a number'),
     ("[optimizer.adam]\nlr = { low = 0.1, high = 0.001 }\n", "optimizer.adam.lr: low = 0.1 is"),
-    ("[optimizer.adam]\nlr = -0.1\n", "optimizer.adam.lr: -0.1 is not > 0"),
+    ("[optimizer.adam]\nlr = -0.1\n", "optimizer.adam.lr: -0.1 is outside (0, 100]"),
     ("[optimizer]\nweight_decay = { low = 0, high = 0.1, log = true }\n", "weight_decay: low = 0"),
     ("[optimizer]\nweight_decay = 2\n", "optimizer.weight_decay: 2 is outside [0, 1]"),
     ("[optimizer.sgd]\nmomentum = 1.5\n", "optimizer.sgd.momentum: 1.5 is outside [0, 0.999]"),
@@ -198,12 +198,96 @@ BAD_SPACES = [
     ('[performance]\nprecision = ["fp32", "fp8"]\n', 'performance.precision: "fp8" is not a'),
     ('[performance]\ncompile_mode = "fast"\n', 'performance.compile_mode: "fast" is not'),
     ("[clipping]\nmax_norm = { low = 1, high = 8, step = 1 }\n", "clipping.max_norm.step: unknown"),
-    ("[clipping]\nmax_norm = inf\n", "clipping.max_norm: Infinity is not > 0"),
+    ("[clipping]\nmax_norm = inf\n", "clipping.max_norm: Infinity is outside (0, 1000000]"),
     ('[optimizer.sgd]\nnesterov = "yes"\n', 'optimizer.sgd.nesterov: "yes" is not a boolean'),
     ("[batch]\nbatch_size = [32, 32]\n", "batch.batch_size: [32, 32] lists a value twice"),
     ("batch = 3\n", "batch: 3 is not a table"),
     ("extends = 3\n", "extends: 3 is not a name"),
 ]
+
+HUGE = 10**400
+# Absurd values fuzzing found: each is refused with its bound, never an OverflowError.
+ABSURD_SPACES = [
+    (
+        f"[optimizer.adam]\nlr = {HUGE}\n",
+        "optimizer.adam.lr: about 10^400 is outside (0, 100]; use a value in (0, 100]",
+    ),
+    (
+        f"[optimizer.adam]\nlr = {{ low = 1e-4, high = {HUGE} }}\n",
+        "optimizer.adam.lr.high: about 10^400 is outside (0, 100]; use a value in (0, 100]",
+    ),
+    (
+        f"[optimizer.sgd]\nmomentum = [0.9, -{HUGE}]\n",
+        "optimizer.sgd.momentum: about -10^400 is outside [0, 0.999]; use a value in [0, 0.999]",
+    ),
+    ("[optimizer.adam]\nlr = nan\n", "optimizer.adam.lr: NaN is outside (0, 100]; use a value"),
+    ("[optimizer.adam]\nlr = 1000\n", "optimizer.adam.lr: 1000 is outside (0, 100]; use a value"),
+    (
+        "[clipping]\nmax_norm = 1e308\n",
+        "clipping.max_norm: 1e+308 is outside (0, 1000000]; use a value in (0, 1000000]",
+    ),
+    (
+        f"[batch]\nbatch_size = [32, {2**21}]\n",
+        "batch.batch_size: 2097152 is outside [1, 1048576]; use a value in [1, 1048576]",
+    ),
+    (
+        f"[batch]\naccumulation_steps = {2**63}\n",
+        "batch.accumulation_steps: 9223372036854775808 is outside [1, 64]; use a value in [1, 64]",
+    ),
+    (
+        f"[batch]\naccumulation_steps = {{ low = 1, high = 4, step = {HUGE} }}\n",
+        "batch.accumulation_steps.step: about 10^400 is not an integer in [1, 3]; write e.g. 1",
+    ),
+    (
+        "[optimizer.adam]\nlr = [" + ", ".join(f"{n}e-5" for n in range(1, 1002)) + "]\n",
+        "optimizer.adam.lr: lists 1001 values; list at most 1000",
+    ),
+    ('[optimizer]\n"a\\nb" = 1\n', 'optimizer."a\\nb": unknown key; allowed here: choices,'),
+    ('extends = "a\\u0000b"\n', 'extends: "a\\u0000b" is not a name; write extends = "default"'),
+    ("extends = 1979-05-27\n", 'extends: "1979-05-27" is not a name; write extends = "default"'),
+    (
+        'performance = { precision = "\\u001b[2J" }\n',
+        'performance.precision: "\\u001b[2J" is not a precision; use one of fp32, bf16, fp16',
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ABSURD_SPACES)
+def test_absurd_values_fail_with_their_bounds(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, "bad.toml", text)
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    assert str(info.value).startswith(f"{path}: {expected}")
+    assert str(info.value).isprintable()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("# caf\xe9\n".encode("latin-1"), "is not UTF-8 text (byte 5 is 0xe9); save it as UTF-8"),
+        (b"\x00\x01binary", "invalid TOML: "),
+        (b"a = " + b"[" * 100000, "invalid TOML: arrays or tables nested too deep to read"),
+        (b"[batch]\n" + b"#" * (1 << 20), "is larger than 1048576 bytes"),
+    ],
+)
+def test_unreadable_space_files_fail_in_one_line(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(content)
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+
+
+def test_a_space_path_must_be_a_regular_file(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError, match=r"^/dev/zero: is not a regular file \(a device, FIFO"):
+        load_space("/dev/zero")
+    with pytest.raises(SpaceError, match=r": is a folder; give the path of a TOML file$"):
+        load_space(tmp_path)
+    child = write(tmp_path, "child.toml", 'extends = "/dev/zero"\n')
+    with pytest.raises(SpaceError, match=r"^/dev/zero: is not a regular file"):
+        load_space(child)
 
 
 @pytest.mark.parametrize(("text", "expected"), BAD_SPACES)
@@ -301,6 +385,26 @@ def test_extends_missing_base_names_the_extending_file(tmp_path: Path) -> None:
     path = write(tmp_path, "child.toml", 'extends = "nothere.toml"\n')
     with pytest.raises(SpaceError, match=r"child\.toml: extends: .*nothere\.toml: no such file"):
         load_space(path)
+
+
+def test_extends_chain_is_capped_at_32_files(tmp_path: Path) -> None:
+    for n in range(40):
+        write(tmp_path, f"s{n}.toml", f'extends = "s{n + 1}.toml"\n' if n < 39 else "")
+    with pytest.raises(SpaceError) as info:
+        load_space(tmp_path / "s0.toml")
+    assert str(info.value) == (
+        f'{tmp_path / "s31.toml"}: extends: "s32.toml" makes a chain of more than 32 files; '
+        "shorten the chain"
+    )
+    assert load_space(tmp_path / "s8.toml") == load_space(tmp_path / "s39.toml")  # 32 files
+
+
+def test_extends_through_a_symlink_loop_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").symlink_to(tmp_path / "b.toml")
+    (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
+    child = write(tmp_path, "child.toml", 'extends = "a.toml"\n')
+    with pytest.raises(SpaceError, match=r"a\.toml: cannot be read \(Too many levels of symbolic"):
+        load_space(child)
 
 
 # --- sampling ------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tuner.bounds import SECONDS, Bound
 from tuner.errors import UserError
+from tuner.text import shown
 
 
 class BudgetError(UserError):
@@ -53,17 +55,19 @@ class Budget:
                 "budget: give exactly one of epochs, steps or seconds, "
                 f"got {', '.join(given) if given else 'none'}"
             )
-        length = getattr(self, given[0])
-        if isinstance(length, bool) or not isinstance(length, int | float) or length <= 0:
-            raise BudgetError(f"budget.{given[0]}: must be a number > 0, got {length!r}")
-        if given[0] != "seconds" and not isinstance(length, int):
-            raise BudgetError(f"budget.{given[0]}: must be an integer, got {length!r}")
-        limit = self.time_limit_s
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0
-        ):
-            raise BudgetError(f"budget.time_limit_s: must be a number > 0, got {limit!r}")
-        for name, low in (("evaluations", 1), ("warmup_steps", 2), ("windows", 3)):
+        for name, bound in _BOUNDS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise BudgetError(f"budget.{name}: must be an integer >= {low}, got {value!r}")
+            if value is not None and not bound.holds(value):
+                raise BudgetError(f"budget.{name}: must be {bound}, got {shown(value)}")
+
+
+# Sane bounds: past these a budget is a typo, and every trial would fail or never end.
+_BOUNDS: dict[str, Bound] = {
+    "epochs": Bound(1, 10**6, integer=True),
+    "steps": Bound(1, 10**9, integer=True),
+    "seconds": SECONDS,
+    "evaluations": Bound(1, 1000, integer=True),
+    "warmup_steps": Bound(2, 1000, integer=True),
+    "windows": Bound(3, 1000, integer=True),
+    "time_limit_s": SECONDS,
+}

@@ -20,15 +20,18 @@ Example ``studies/digits.toml``::
 
 from __future__ import annotations
 
-import tomllib
+import os
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from tuner.bounds import SECONDS, Bound
 from tuner.budget import Budget, BudgetError
 from tuner.errors import UserError
 from tuner.storage import masked
+from tuner.text import key_name, shown
+from tuner.tomlfile import MAX_PATH, TomlFileError, read_toml
 
 
 class SpecError(UserError):
@@ -60,6 +63,14 @@ _SECTIONS: dict[str, frozenset[str]] = {
 }
 _DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_DB = "studies/tuner.db"
+
+# Sane bounds: past these a value is a typo, and would crash Optuna or torch or fail every trial.
+_TRIALS = Bound(1, 10**6, integer=True)
+#: The runner adds trial numbers to the seed, and NumPy seeds must stay below 2**32.
+_SEED = Bound(0, 2**31 - 1, integer=True)
+_MEMORY_MB = Bound(0, 10**9, low_open=True)  # a petabyte
+#: Optuna's study-name column holds 512 characters.
+_NAME_LENGTH = 512
 
 
 @dataclass(frozen=True)
@@ -113,43 +124,49 @@ def load_spec(path: str | Path) -> StudySpec:
     """
     path = Path(path)
     where = str(path)
-    if not path.is_file():
-        raise SpecError(f"{where}: no such spec file")
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{where}: not valid TOML: {exc}") from None
+        raw = read_toml(path)
+    except TomlFileError as exc:
+        raise SpecError(f"{where}: {'no such spec file' if exc.missing else exc}") from None
     for section, value in raw.items():
         if section not in _SECTIONS:
             raise SpecError(
-                f"{where}: unknown section [{section}]; allowed: {', '.join(_SECTIONS)}"
+                f"{where}: unknown section [{key_name(section)}]; allowed: {', '.join(_SECTIONS)}"
             )
         if not isinstance(value, dict):
             raise SpecError(f"{where}: {section} must be a [{section}] table")
         unknown = sorted(set(value) - _SECTIONS[section])
         if unknown:
             allowed = ", ".join(sorted(_SECTIONS[section]))
-            raise SpecError(f"{where}: {section}.{unknown[0]}: unknown key; allowed: {allowed}")
+            raise SpecError(
+                f"{where}: {section}.{key_name(unknown[0])}: unknown key; allowed: {allowed}"
+            )
     check = _Checker(where, raw)
     base = path.parent.resolve()
     try:
         budget = Budget(**raw.get("budget", {}))
     except BudgetError as exc:
         raise SpecError(f"{where}: {exc}") from None
+    cores = os.cpu_count() or 1
     return StudySpec(
-        name=check.text("study.name", required=True),
+        name=check.text("study.name", required=True, max_length=_NAME_LENGTH),
         objective=_resolve_reference(check.text("study.objective", required=True), base),
         space=_resolve_space(check.text("study.space", default="default"), base),
         budget=budget,
         storage=resolve_storage(check.text("study.storage", default="") or None, base),
-        n_trials=check.integer("study.n_trials", 1, default=20),
-        timeout_s=check.number("study.timeout_s"),
-        seed=check.integer("study.seed", 0, default=0),
+        n_trials=check.integer("study.n_trials", _TRIALS, default=20),
+        timeout_s=check.number("study.timeout_s", SECONDS),
+        seed=check.integer("study.seed", _SEED, default=0),
         sampler=check.sampler("study.sampler"),
-        n_startup_trials=check.integer("study.n_startup_trials", 1, default=10),
+        n_startup_trials=check.integer("study.n_startup_trials", _TRIALS, default=10),
         device=check.text("run.device", default="auto", allowed=_DEVICES),
-        threads=check.integer("run.threads", 1, default=1),
-        memory_budget_mb=check.number("run.memory_budget_mb"),
+        threads=check.integer(
+            "run.threads",
+            Bound(1, cores, integer=True),
+            default=1,
+            why=f"this machine has {cores} CPU cores",
+        ),
+        memory_budget_mb=check.number("run.memory_budget_mb", _MEMORY_MB),
         source=where,
     )
 
@@ -198,8 +215,10 @@ class _Checker:
         section, key = field.split(".")
         return self._raw.get(section, {}).get(key, default)
 
-    def _error(self, field: str, message: str, value: Any) -> SpecError:
-        return SpecError(f"{self.where}: {field}: {message}, got {value!r}")
+    def _error(self, field: str, message: str, value: Any, why: str = "") -> SpecError:
+        return SpecError(
+            f"{self.where}: {field}: {message}, got {shown(value)}{f'; {why}' if why else ''}"
+        )
 
     def text(
         self,
@@ -208,7 +227,10 @@ class _Checker:
         required: bool = False,
         default: str = "",
         allowed: tuple[str, ...] | None = None,
+        max_length: int = MAX_PATH,
     ) -> str:
+        """A non-empty string of printable characters: a name or path holding a terminal
+        escape, a NUL or a newline would corrupt every line that prints it."""
         value = self._get(field, None)
         if value is None:
             if required:
@@ -217,22 +239,28 @@ class _Checker:
             return default
         if not isinstance(value, str) or not value.strip():
             raise self._error(field, "must be a non-empty string", value)
+        if not value.isprintable():
+            raise self._error(
+                field, "must be printable text (no control characters, tabs or newlines)", value
+            )
+        if len(value) > max_length:
+            raise self._error(field, f"must be at most {max_length} characters", value)
         if allowed is not None and value not in allowed:
             raise self._error(field, f"must be one of {', '.join(allowed)}", value)
         return value
 
-    def integer(self, field: str, low: int, *, default: int) -> int:
+    def integer(self, field: str, bound: Bound, *, default: int, why: str = "") -> int:
         value = self._get(field, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise self._error(field, f"must be an integer >= {low}", value)
-        return value
+        if not bound.holds(value):
+            raise self._error(field, f"must be {bound}", value, why)
+        return int(value)
 
-    def number(self, field: str) -> float | None:
+    def number(self, field: str, bound: Bound) -> float | None:
         value = self._get(field, None)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise self._error(field, "must be a number > 0", value)
+        if not bound.holds(value):
+            raise self._error(field, f"must be {bound}", value)
         return float(value)
 
     def sampler(self, field: str) -> SamplerName:

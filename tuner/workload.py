@@ -29,6 +29,7 @@ and then ``objective = "my_task.py:WORKLOAD"`` in a study spec.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.config import DEFAULT_BASELINE, TrialConfig
 from tuner.errors import UserError
+from tuner.text import one_line, shown
 
 if TYPE_CHECKING:
     import torch
@@ -132,29 +134,44 @@ def load_workload(reference: str) -> Workload:
     The attribute may be a Workload or a zero-argument callable returning one (so expensive
     set-up can wait until a study actually runs).
 
+    Whatever the user's code raises while it is imported or called, ``sys.exit()`` included,
+    becomes a WorkloadError naming it: a SystemExit would otherwise end tuner silently with the
+    module's exit code. Only a KeyboardInterrupt passes through. What the code prints goes to
+    stderr, since stdout carries tuner's own output (the front, an exported config).
+
     Raises:
         WorkloadError: the reference is malformed, the import fails, the attribute is missing,
             or it is not a Workload.
     """
     reference = BUILTIN.get(reference, reference)
     module_ref, sep, attr = reference.rpartition(":")
+    known = ", ".join(sorted(BUILTIN))
     if not sep or not module_ref or not attr:
-        known = ", ".join(sorted(BUILTIN))
         raise WorkloadError(
             f"objective {reference!r}: expected a built-in name ({known}), "
             "'package.module:attr' or 'path/to/file.py:attr'"
         )
-    module = _import(module_ref, reference)
-    if not hasattr(module, attr):
-        raise WorkloadError(f"objective {reference!r}: module has no attribute {attr!r}")
-    value = getattr(module, attr)
-    if not isinstance(value, Workload) and callable(value):
-        try:
-            value = value()
-        except Exception as exc:
-            raise WorkloadError(
-                f"objective {reference!r}: calling {attr}() failed: {type(exc).__name__}: {exc}"
-            ) from None
+    if module_ref.split(".")[0] == "tuner" and not module_ref.endswith(".py"):
+        # tuner.cli:main, say, would run tuner inside itself, each level printing its error
+        raise WorkloadError(
+            f"objective {reference!r}: tuner's own modules hold no workload; name your own "
+            f"module or a built-in ({known})"
+        )
+    with contextlib.redirect_stdout(sys.stderr):
+        module = _import(module_ref, reference)
+        if not hasattr(module, attr):
+            raise WorkloadError(f"objective {reference!r}: module has no attribute {attr!r}")
+        value = getattr(module, attr)
+        if not isinstance(value, Workload) and callable(value):
+            try:
+                value = value()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                raise WorkloadError(
+                    f"objective {reference!r}: calling {attr}() {_failure(exc)}; make {attr} a "
+                    "Workload or a function that returns one"
+                ) from None
     if not isinstance(value, Workload):
         raise WorkloadError(
             f"objective {reference!r}: {attr} is a {type(value).__name__}, expected a "
@@ -164,6 +181,7 @@ def load_workload(reference: str) -> Workload:
 
 
 def _import(module_ref: str, reference: str) -> Any:
+    name = ""
     try:
         if module_ref.endswith(".py"):
             path = Path(module_ref)
@@ -178,9 +196,25 @@ def _import(module_ref: str, reference: str) -> Any:
             spec.loader.exec_module(module)
             return module
         return importlib.import_module(module_ref)
-    except WorkloadError:
+    except (WorkloadError, KeyboardInterrupt):
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if name:  # leave no half-run module for a later import to find
+            sys.modules.pop(name, None)
+        fix = (
+            "remove the exit from module level (put it under if __name__ == '__main__')"
+            if isinstance(exc, SystemExit)
+            else "fix the error there"
+        )
         raise WorkloadError(
-            f"objective {reference!r}: importing {module_ref} failed: {type(exc).__name__}: {exc}"
+            f"objective {reference!r}: importing {module_ref} {_failure(exc)}; {fix}"
         ) from None
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong in a user's code, for one line: an exit by its code, an error by its
+    type and (newlines collapsed, cut short) message."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({shown(exc.code)})"
+    text = shown(one_line(exc), str, limit=300)
+    return f"failed: {type(exc).__name__}{f': {text}' if text else ''}"

@@ -11,13 +11,18 @@ shared one (``[optimizer] lr``), whichever file wrote each.
 
 from __future__ import annotations
 
-import tomllib
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from tuner.space.parse import parse_space
 from tuner.space.schema import SearchSpace, Source, SpaceError
+from tuner.text import shown_toml
+from tuner.tomlfile import MAX_PATH, TomlFileError, read_toml
+
+#: The longest ``extends`` chain followed: each link is a file read and a frame of recursion.
+MAX_EXTENDS = 32
 
 
 def builtin_spaces() -> tuple[str, ...]:
@@ -59,30 +64,32 @@ def _read(
 ) -> dict[str, Any]:
     """Read ``path`` merged over its ``extends`` chain, recording in ``origins`` who wrote what."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        data = read_toml(path)
+    except TomlFileError as exc:
+        if not exc.missing:
+            raise SpaceError(f"{label}: {exc}") from None
         builtins = ", ".join(builtin_spaces())
         where = f"{chain[-1][1]}: extends: " if chain else ""
         raise SpaceError(
             f"{where}{label}: no such file; give a space file path or a built-in name ({builtins})"
         ) from None
-    except OSError as exc:
-        raise SpaceError(f"{label}: cannot be read ({exc.strerror}); check the path") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpaceError(f"{label}: invalid TOML: {exc}; fix the syntax there") from None
-    chain = (*chain, (path.resolve(), label))
+    chain = (*chain, (_real(path), label))
     base: dict[str, Any] = {}
     if "extends" in data:
         extends = data.pop("extends")
-        if not isinstance(extends, str):
+        if not isinstance(extends, str) or not extends.isprintable() or len(extends) > MAX_PATH:
             raise SpaceError(
-                f'{label}: extends: {extends!r} is not a name; write extends = "default" or a path'
+                f"{label}: extends: {shown_toml(extends)} is not a name; "
+                'write extends = "default" or a path'
+            )
+        if len(chain) == MAX_EXTENDS:
+            raise SpaceError(
+                f'{label}: extends: "{extends}" makes a chain of more than {MAX_EXTENDS} files; '
+                "shorten the chain"
             )
         base_path, base_label = _locate(extends, path.parent)
         seen = [key for key, _ in chain]
-        if base_path.resolve() in seen:
+        if _real(base_path) in seen:
             cycle = " -> ".join([*(name for _, name in chain), base_label])
             raise SpaceError(
                 f'{label}: extends: "{extends}" makes a cycle ({cycle}); '
@@ -90,6 +97,12 @@ def _read(
             )
         base = _read(base_path, base_label, origins, chain)
     return _merge(base, data, origins, label, "")
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symlinks resolved, for spotting cycles. Unlike ``Path.resolve``, which
+    raises RuntimeError on a symlink loop, a loop is left as written (reading it then fails)."""
+    return Path(os.path.realpath(path))
 
 
 def _merge(
@@ -103,8 +116,7 @@ def _merge(
             merged[key] = _merge(old, value, origins, label, path + ".")
             origins[path] = label
         else:
-            for stale in [p for p in origins if p.startswith(path + ".")]:
-                del origins[stale]
+            _unmark(old, origins, path)
             merged[key] = value
             _mark(value, origins, label, path)
     return merged
@@ -120,3 +132,12 @@ def _mark(value: Any, origins: dict[str, str], label: str, path: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             _mark(item, origins, label, f"{path}.{key}")
+
+
+def _unmark(value: Any, origins: dict[str, str], path: str) -> None:
+    """Forget who wrote the parts of a replaced value, walking the value itself: scanning all
+    of ``origins`` per key instead is quadratic, minutes for a file of 50000 keys."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            origins.pop(f"{path}.{key}", None)
+            _unmark(item, origins, f"{path}.{key}")

@@ -31,22 +31,23 @@ performance.precision           "fp32"
 performance.compile_mode        "off"
 ==============================  ===========================================================
 
-Legal values are those TrialConfig accepts, so every sampled config is valid: lr and max_norm
-> 0, weight_decay in [0, 1], momentum in [0, 0.999], beta1/beta2/alpha in [0, 0.99999], schedule
-fractions in [1e-6, 1], pct_start in [0.01, 0.99], batch sizes powers of two, accumulation 1..64.
+Legal values are those TrialConfig accepts, so every sampled config is valid: lr in (0, 100],
+max_norm in (0, 1e6], weight_decay in [0, 1], momentum in [0, 0.999], beta1/beta2/alpha in
+[0, 0.99999], schedule fractions in [1e-6, 1], pct_start in [0.01, 0.99], batch sizes powers of
+two up to 2**20, accumulation 1..64. The upper bounds on lr, max_norm and batch size are sanity
+caps (TrialConfig has none): past them a value is a typo that would fail every trial.
 Because SGD with nesterov needs momentum > 0, a space where nesterov may be true must keep the
 lowest momentum above 0.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tuner.bounds import Bound
 from tuner.config import LIMITS, CompileMode, OptimizerName, Precision, ScheduleName
 from tuner.space.schema import (
     Branch,
@@ -61,6 +62,7 @@ from tuner.space.schema import (
     Source,
     Value,
 )
+from tuner.text import key_name, shown_toml
 
 
 @dataclass(frozen=True)
@@ -72,22 +74,24 @@ class _Domain:
     ranges: bool = True
 
 
-def _between(low: float, high: float) -> Callable[[Any], str | None]:
+def _within(bound: Bound) -> Callable[[Any], str | None]:
+    """A check that a value (of the knob's kind, not yet converted) lies in ``bound``."""
+
     def check(value: Any) -> str | None:
-        if low <= value <= high:
+        if bound.holds(value):
             return None
-        return f"is outside [{low:g}, {high:g}]; use a value in [{low:g}, {high:g}]"
+        return f"is outside {bound.interval}; use a value in {bound.interval}"
 
     return check
 
 
-def _positive(value: Any) -> str | None:
-    return None if math.isfinite(value) and value > 0 else "is not > 0; use a value like 0.01"
+_BATCH_SIZES = _within(Bound(1, 2**20, integer=True))
 
 
 def _power_of_two(value: Any) -> str | None:
-    if value >= 1 and value & (value - 1) == 0:
-        return None
+    problem = _BATCH_SIZES(value)
+    if problem or value & (value - 1) == 0:
+        return problem
     return "is not a power of two; use values like 32, 64"
 
 
@@ -103,12 +107,12 @@ def _enum_domain(enum: type[StrEnum], what: str) -> _Domain:
 
 
 _DOMAINS: dict[str, _Domain] = {
-    "lr": _Domain(float, _positive),
+    "lr": _Domain(float, _within(Bound(0, 100, low_open=True))),
     "nesterov": _Domain(bool, lambda value: None, ranges=False),
-    "beta1": _Domain(float, _between(*LIMITS["betas"])),
-    "beta2": _Domain(float, _between(*LIMITS["betas"])),
+    "beta1": _Domain(float, _within(Bound(*LIMITS["betas"]))),
+    "beta2": _Domain(float, _within(Bound(*LIMITS["betas"]))),
     **{
-        name: _Domain(float, _between(*LIMITS[name]))
+        name: _Domain(float, _within(Bound(*LIMITS[name])))
         for name in (
             "weight_decay",
             "momentum",
@@ -120,6 +124,9 @@ _DOMAINS: dict[str, _Domain] = {
         )
     },
 }
+#: The most values one knob may list: a sanity cap (a list of 100000 learning rates would be
+#: stored with the study and offered to the sampler whole).
+_MAX_VALUES = 1000
 _KIND_WORDS = {
     float: "a number; write e.g. 0.01",
     int: "an integer; write e.g. 4",
@@ -134,9 +141,9 @@ _SECTIONS: dict[str, dict[str, Value]] = {
 }
 _SECTION_DOMAINS: dict[str, _Domain] = {
     "batch.batch_size": _Domain(int, _power_of_two, ranges=False),
-    "batch.accumulation_steps": _Domain(int, _between(1, 64)),
+    "batch.accumulation_steps": _Domain(int, _within(Bound(1, 64, integer=True))),
     "clipping.choices": _enum_domain(Clipping, "a clipping mode"),
-    "clipping.max_norm": _Domain(float, _positive),
+    "clipping.max_norm": _Domain(float, _within(Bound(0, 10**6, low_open=True))),
     "performance.precision": _enum_domain(Precision, "a precision"),
     "performance.compile_mode": _enum_domain(CompileMode, "a compile mode"),
 }
@@ -193,18 +200,13 @@ def parse_space(raw: Any, source: Source) -> SearchSpace:
     )
 
 
-def _show(value: Any) -> str:
-    """A value as the user wrote it (TOML and JSON agree on scalars and lists)."""
-    return json.dumps(value, default=str)
-
-
 def _table(source: Source, path: str, raw: Any, allowed: Sequence[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         fix = f"write [{path}] and its keys" if path else "a space is a table of sections"
-        raise source.error(path or "space", f"{_show(raw)} is not a table; {fix}")
+        raise source.error(path or "space", f"{shown_toml(raw)} is not a table; {fix}")
     for key in raw:
         if key not in allowed:
-            where = f"{path}.{key}" if path else key
+            where = f"{path}.{key_name(key)}" if path else key_name(key)
             raise source.error(where, f"unknown key; allowed here: {', '.join(allowed)}")
     return raw
 
@@ -259,7 +261,7 @@ def _check_nesterov(source: Source, path: str, momentum: Knob, nesterov: Knob) -
     if True in _extremes(nesterov) and lowest <= 0:
         raise source.error(
             path,
-            f"{_show(momentum.to_raw())} allows momentum = {lowest:g} while nesterov may be "
+            f"{shown_toml(momentum.to_raw())} allows momentum = {lowest:g} while nesterov may be "
             "true, and sgd needs momentum > 0 for nesterov; raise the lowest momentum above 0 "
             "or set nesterov = false",
         )
@@ -283,42 +285,48 @@ def _knob(source: Source, path: str, raw: Any, domain: _Domain) -> Knob:
 def _listed(source: Source, path: str, raw: Any, domain: _Domain) -> Categorical:
     if isinstance(raw, dict):
         raise source.error(
-            path, f"{_show(raw)} is a range, but this knob takes one value or a list; list them"
+            path,
+            f"{shown_toml(raw)} is a range, but this knob takes one value or a list; list them",
         )
     items = raw if isinstance(raw, list) else [raw]
     if not items:
         raise source.error(path, "[] is an empty list; list at least one value")
+    if len(items) > _MAX_VALUES:
+        raise source.error(path, f"lists {len(items)} values; list at most {_MAX_VALUES}")
     values = tuple(_value(source, path, item, domain) for item in items)
     if len(set(values)) < len(values):
-        raise source.error(path, f"{_show(raw)} lists a value twice; list each value once")
+        raise source.error(path, f"{shown_toml(raw)} lists a value twice; list each value once")
     return Fixed(values[0]) if len(values) == 1 else Choice(values)
 
 
 def _value(source: Source, path: str, raw: Any, domain: _Domain) -> Value:
     is_bool = isinstance(raw, bool)
     if domain.kind is float and (is_bool or not isinstance(raw, int | float)):
-        raise source.error(path, f"{_show(raw)} is not {_KIND_WORDS[float]}")
+        raise source.error(path, f"{shown_toml(raw)} is not {_KIND_WORDS[float]}")
     if domain.kind is int and (is_bool or not isinstance(raw, int)):
-        raise source.error(path, f"{_show(raw)} is not {_KIND_WORDS[int]}")
+        raise source.error(path, f"{shown_toml(raw)} is not {_KIND_WORDS[int]}")
     if domain.kind is bool and not is_bool:
-        raise source.error(path, f"{_show(raw)} is not {_KIND_WORDS[bool]}")
-    value = float(raw) if domain.kind is float else raw
-    problem = domain.check(value)
+        raise source.error(path, f"{shown_toml(raw)} is not {_KIND_WORDS[bool]}")
+    problem = domain.check(raw)  # before float(): float(10**400) raises OverflowError
     if problem:
-        raise source.error(path, f"{_show(raw)} {problem}")
-    return value
+        raise source.error(path, f"{shown_toml(raw)} {problem}")
+    return float(raw) if domain.kind is float else raw
 
 
 def _range(source: Source, path: str, raw: dict[str, Any], domain: _Domain) -> Knob:
     is_int = domain.kind is int
     _table(source, path, raw, ["low", "high", "log", "step"] if is_int else ["low", "high", "log"])
     if "low" not in raw or "high" not in raw:
-        raise source.error(path, f"{_show(raw)} needs both low and high; add the missing bound")
+        raise source.error(
+            path, f"{shown_toml(raw)} needs both low and high; add the missing bound"
+        )
     low = float(_value(source, f"{path}.low", raw["low"], domain))
     high = float(_value(source, f"{path}.high", raw["high"], domain))
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise source.error(f"{path}.log", f"{_show(log)} is not a boolean; write true or false")
+        raise source.error(
+            f"{path}.log", f"{shown_toml(log)} is not a boolean; write true or false"
+        )
     if low > high:
         raise source.error(path, f"low = {low:g} is greater than high = {high:g}; swap them")
     if log and low <= 0:
@@ -326,8 +334,9 @@ def _range(source: Source, path: str, raw: dict[str, Any], domain: _Domain) -> K
     if not is_int:
         return FloatRange(low, high, log)
     step = raw.get("step", 1)
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-        raise source.error(f"{path}.step", f"{_show(step)} is not an integer >= 1; write e.g. 2")
+    steps = Bound(1, max(1, high - low), integer=True)
+    if not steps.holds(step):
+        raise source.error(f"{path}.step", f"{shown_toml(step)} is not {steps}; write e.g. 1")
     if log and step != 1:
         raise source.error(path, f"step = {step} with log = true; Optuna needs step = 1 for log")
     if (high - low) % step:

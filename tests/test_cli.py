@@ -205,6 +205,11 @@ BAD_SPEC = SPEC.replace("seed = 0", 'seed = 0\nsampler = "grid"')
         (["frobnicate"], "no such command 'frobnicate'; see `tuner --help`"),
         (["list", "--storage", "journal:DIR/nosuch.log"], "no journal at"),
         (["run", "STUDY", "--storage", "sqlite:///DIR/ok.toml/x.db"], "cannot create the folder"),
+        (["run", "STUDY", "--storage", "sqlite:///DIR/no/such/x.db"], "cannot create the folder"),
+        (["run", "STUDY", "--storage", "journal:/dev/zero"], "/dev/zero is not a regular file"),
+        (["run", "STUDY", "--timeout", "nan"], "--timeout: nan is not a number of seconds"),
+        (["run", "STUDY", "--seed", str(2**32)], "--seed: 4294967296 is not in the range"),
+        (["worker", "STUDY", "--workers", "0"], "--workers: 0 is not in the range 1<=x<=256"),
     ],
 )
 def test_user_errors_are_one_line_exit_2_and_write_nothing(

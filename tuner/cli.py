@@ -7,6 +7,7 @@ A UserError becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import shlex
 import signal
@@ -80,9 +81,17 @@ n_trials_option = click.option(
     type=click.IntRange(1, 10**6),
     help="Trials with a result the study should have in total (all workers together).",
 )
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click's FloatRange lets nan through (every comparison with nan is false)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", ctx, param)
+    return value
+
+
 timeout_option = click.option(
     "--timeout",
     type=click.FloatRange(min=0, max=10**7, min_open=True),
+    callback=_finite,
     help="Stop starting new trials after this many seconds.",
 )
 

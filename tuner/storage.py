@@ -87,6 +87,11 @@ def open_storage(
                 f"--storage: no {kind} at {file}; run `tuner run SPEC` first or pass the "
                 "right --storage URL"
             )
+        if file.exists() and not file.is_file():  # /dev/zero as a journal reads forever
+            raise UserError(
+                f"--storage: {file} is not a regular file; give the path of a database or "
+                "journal file"
+            )
         try:  # the storage's own folder, not a whole mistyped path of them
             file.parent.mkdir(exist_ok=True)
         except OSError as exc:

@@ -45,30 +45,37 @@ def grace_s() -> int:
 
 @dataclass(frozen=True)
 class Owner:
-    """The process that asked for a trial. `start` tells a live pid from a reused one."""
+    """The process that asked for a trial. `start` tells a live pid from a reused one;
+    `pids` names the pid numbering it lives in (boot and pid namespace), since containers and
+    cloned machines share host names but not pids."""
 
     host: str
     pid: int
     start: str
+    pids: str = ""
 
     @classmethod
     def current(cls) -> Owner:
-        return cls(socket.gethostname(), os.getpid(), _start_time(os.getpid()))
+        pid = os.getpid()
+        return cls(socket.gethostname(), pid, _start_time(pid), _pid_space())
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> Owner | None:
         data: Any = trial.user_attrs.get(TrialAttr.OWNER)
         try:
-            return cls(str(data["host"]), int(data["pid"]), str(data["start"]))
-        except (TypeError, KeyError, ValueError):
+            return cls(
+                str(data["host"]), int(data["pid"]), str(data["start"]), str(data.get("pids"))
+            )
+        except (TypeError, KeyError, ValueError, AttributeError):
             return None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def is_gone(self) -> bool:
-        """True only when this host can tell: the pid is not running, or is another process."""
-        if self.host != socket.gethostname():
+        """True only when this process can tell: its pids are numbered the same way, and the
+        pid is not running or is another process."""
+        if (self.host, self.pids) != (socket.gethostname(), _pid_space()) or not self.pids:
             return False
         try:
             os.kill(self.pid, 0)
@@ -77,6 +84,15 @@ class Owner:
         except PermissionError:
             pass  # alive, someone else's
         return _start_time(self.pid) != self.start
+
+
+def _pid_space() -> str:
+    """This boot's id and this pid namespace's inode (Linux), or "" where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            return f"{boot.read().strip()}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
 
 
 def _start_time(pid: int) -> str:

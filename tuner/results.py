@@ -151,7 +151,8 @@ class StudyView:
         groups: dict[str, list[TrialRecord]] = {}
         for trial in self.trials:
             kind = trial.attrs.get(TrialAttr.FAILURE_KIND)
-            if kind:
+            # A sweep that raced its owner's tell can leave a kind on a COMPLETE trial.
+            if kind and trial.state in ("FAIL", "PRUNED"):
                 groups.setdefault(kind, []).append(trial)
         return groups
 

@@ -140,8 +140,8 @@ def run_study(
             )
             liveness.sweep(study, storage)
             remaining = max(0, loop.target - liveness.n_counted(study.get_trials(deepcopy=False)))
-        if on_start is not None:
-            on_start(study, remaining)
+            if on_start is not None:
+                on_start(study, remaining)
         timeout = timeout_s if timeout_s is not None else spec.timeout_s
         loop.start(study, None if timeout is None else time.monotonic() + timeout)
         loop.run(workers)
@@ -248,7 +248,7 @@ class _Loop:
     def _run_one(self, trial: optuna.Trial, process: TrialProcess) -> TrialRecord | None:
         """Run one asked trial to its stored end; None when it did not run (a surplus)."""
         spec = self.prepared.spec
-        with Heartbeat(self.storage, trial._trial_id, self._lose), self.storage_calls():
+        with self.storage_calls(), Heartbeat(self.storage, trial._trial_id, self._lose):
             trial.set_user_attr(TrialAttr.OWNER, Owner.current().to_dict())
             if self._surplus(trial.number):
                 tell_failure(self.study, trial, _surplus(self.target))
@@ -317,6 +317,7 @@ class _Loop:
     def _storage_lost(self, exc: BaseException) -> StorageLost:
         url = self.prepared.spec.storage
         cause = exc.__cause__ or exc
+        cause = getattr(cause, "orig", None) or cause  # the driver's words, not the SQL text
         detail = masked(" ".join(f"{type(cause).__name__}: {cause}".split()))[:200]
         return StorageLost(
             f"storage: lost {masked(url)} ({detail}); every finished trial is stored: run the "

@@ -62,6 +62,23 @@ def _rdb_storage(
 _CREATE_ATTEMPTS = 5
 
 
+def _engine_kwargs(url: str, heartbeat: tuple[int, int] | None) -> dict[str, Any]:
+    """SQLAlchemy engine options for the storage's database.
+
+    SQLite: a generous lock timeout lets a reader (show, app) poll while a run writes.
+    PostgreSQL, for a runner: a session idle inside a transaction for the grace period is
+    ended by the server. A runner frozen or cut off mid-write (a lost machine) would
+    otherwise hold its row locks until TCP gives up, hours later, and every other worker's
+    sweep would wait on them.
+    """
+    if url.startswith(_SQLITE):
+        return {"connect_args": {"timeout": 30}}
+    if url.startswith("postgresql") and heartbeat is not None:
+        timeout_ms = heartbeat[1] * 1000
+        return {"connect_args": {"options": f"-c idle_in_transaction_session_timeout={timeout_ms}"}}
+    return {}
+
+
 def _journal_path(url: str) -> Path | None:
     return Path(url[len(_JOURNAL) :]) if url.startswith(_JOURNAL) else None
 
@@ -103,8 +120,7 @@ def open_storage(
     try:
         if url.startswith(("sqlite:", "postgresql", "mysql")):
             # A generous SQLite lock timeout lets a reader (show, app) poll while a run writes.
-            kwargs = {"connect_args": {"timeout": 30}} if path is not None else {}
-            return _rdb_storage(url, kwargs, heartbeat)
+            return _rdb_storage(url, _engine_kwargs(url, heartbeat), heartbeat)
         if file is not None:
             return optuna.storages.JournalStorage(JournalFileBackend(str(file)))
     except Exception as exc:

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 import torch
 
 from tuner.attrs import FailureKind
-from tuner.config import ConfigError
+from tuner.config import CompileMode, ConfigError
 from tuner.errors import UserError
 from tuner.harness import TrialFailure, run_trial
 from tuner.harness.failures import classify
@@ -92,7 +92,7 @@ def _run(job: Job, workloads: dict[str, Workload], replies: Connection) -> Finis
     except SystemExit as exc:  # sys.exit() in user code ends the trial, not the worker
         return _failed(FailureKind.ERROR, f"user code called sys.exit({exc.code!r})")
     finally:
-        _release(job.device)
+        _release(job)
     return Finished(result=result, failure=None, reusable=True, rss_bytes=_rss_bytes())
 
 
@@ -102,16 +102,19 @@ def _failed(kind: FailureKind, reason: str, *, reusable: bool = False) -> Finish
     )
 
 
-def _release(device: str) -> None:
+def _release(job: Job) -> None:
     """Give back what the trial held, so the next trial starts from the same footing.
 
     After the collection, the survivors (torch's and the workload's ~400k long-lived objects)
     are frozen out of later collections: a full collection over them costs 0.16-0.4 s, most
-    of what isolation would otherwise add to each trial.
+    of what isolation would otherwise add to each trial. Frozen objects are never collected,
+    so a compiled trial's graphs are dropped (dynamo reset) before the collection, not after.
     """
+    if job.config.compile_mode is not CompileMode.OFF:
+        torch._dynamo.reset()
     gc.collect()
     gc.freeze()
-    if device.startswith("cuda"):
+    if job.device.startswith("cuda"):
         torch.cuda.empty_cache()
     # glibc keeps freed arenas; returning them keeps the worker's RSS flat over trials.
     with contextlib.suppress(OSError, AttributeError):

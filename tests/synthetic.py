@@ -81,7 +81,7 @@ _BUDGET = Budget(
 )
 _MEMORY_BUDGET_MB = 560.0
 #: The runner process that asked for every synthetic trial.
-OWNER: dict[str, Any] = {"host": "bench", "pid": 4242, "start": "123456"}
+OWNER: dict[str, Any] = {"host": "bench", "pid": 4242, "start": "123456", "pids": "boot/1"}
 _METRIC_NOISE = 0.01
 _TRAIN_EXAMPLES = 1437  # digits: 1437 training and 360 validation images
 _VAL_EXAMPLES = 360

@@ -146,11 +146,12 @@ def _zoom(fig: Any, done: pd.DataFrame, front: pd.DataFrame) -> None:
     baseline = done.loc[done["baseline"].astype(bool), "metric"]
     keep = pd.concat([metrics.quantile([0.05, 0.95]), front["metric"], baseline])
     low, high = float(keep.min()), float(keep.max())
-    hidden = int(((metrics < low) | (metrics > high)).sum())
+    pad = 0.05 * (high - low) or 0.01 * abs(high) or 0.01
+    low, high = low - pad, high + pad
+    hidden = int(((metrics < low) | (metrics > high)).sum())  # outside what the view shows
     if not hidden:
         return
-    pad = 0.05 * (high - low) or 0.01 * abs(high) or 0.01
-    fig.update_yaxes(range=[low - pad, high + pad])
+    fig.update_yaxes(range=[low, high])
     fig.add_annotation(
         text=f"{hidden} trial{'s' if hidden != 1 else ''} outside this view: double-click to "
         "show all",

@@ -6,6 +6,7 @@ workers, a lost server) is in test_postgres.py.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -20,6 +21,7 @@ from optuna.trial import TrialState
 
 from tests.test_runner import TOY, _training, write_spec
 from tuner.attrs import FailureKind, StudyAttr, TrialAttr
+from tuner.errors import UserError
 from tuner.liveness import n_counted
 from tuner.results import read_study
 from tuner.runner import prepare, run_study
@@ -208,3 +210,19 @@ def test_sigterm_during_start_up_exits_143_with_one_line(tmp_path: Path) -> None
     assert process.returncode == 143, err.decode()
     assert b"Traceback" not in err
     assert err.decode().strip().splitlines()[-1].startswith("interrupted by SIGTERM")
+
+
+@pytest.mark.parametrize("delay_s", [3.0, 3.7, 4.4, 5.1, 5.8])
+def test_ctrl_c_is_never_swallowed_between_storage_writes(tmp_path: Path, delay_s: float) -> None:
+    # Trials of a few hundred milliseconds: most of the time goes to storage writes, where an
+    # interrupt raised inside SQLAlchemy was once swallowed and the run went on.
+    write_spec(tmp_path, n_trials=500)
+    process = _start("run", str(tmp_path / "spec.toml"))
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert b"Exception ignored" not in err and b"Traceback" not in err
+    storage = f"sqlite:///{tmp_path / 'tuner.db'}"
+    with contextlib.suppress(UserError):  # stopped before the study was created
+        assert not [t for t in _trials(storage) if t.state is TrialState.RUNNING]

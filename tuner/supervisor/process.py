@@ -265,7 +265,11 @@ def _death(returncode: int) -> str:
 
 
 def _hang(limit_s: float, speed: str) -> str:
-    reached = f"; it had reached {speed}" if speed else "; it never finished a warm-up step"
+    reached = (
+        f"; it had reached {speed}"
+        if speed
+        else "; it had not finished two warm-up steps, so no speed was measured"
+    )
     return (
         f"killed: still running {limit_s + grace_s(limit_s):.1f} s after it started, past "
         f"budget.time_limit_s={limit_s:g} plus {grace_s(limit_s):.1f} s grace{reached}"

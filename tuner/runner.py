@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +185,7 @@ class _Loop:
         self.lost: BaseException | None = None
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
+        self._asking = threading.Lock()
         self._study: optuna.Study | None = None
         self._deadline: float | None = None
 
@@ -231,7 +232,9 @@ class _Loop:
                 if self._deadline is not None and time.monotonic() >= self._deadline:
                     self.timed_out = True
                     return
-                with self.storage_calls():
+                # One ask at a time in this process: on SQLite, which has no row locks, two
+                # threads asking at once could both pop the queued baseline.
+                with self._asking, self.storage_calls():
                     liveness.sweep(self.study, self.storage)
                     if liveness.n_counted(self.study.get_trials(deepcopy=False)) >= self.target:
                         return
@@ -270,9 +273,10 @@ class _Loop:
                     reason = f"stopped by {self.stop.signal_name()}; a re-run resumes the study"
                     tell_failure(self.study, trial, TrialFailure(FailureKind.INTERRUPTED, reason))
                 return None
-            # A sweep may have presumed this runner dead and failed the trial as lost.
-            with suppress(optuna.exceptions.UpdateFinishedTrialError):
+            try:
                 tell_outcome(self.study, trial, outcome, spec.memory_budget_mb)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return None  # a sweep presumed this runner dead and stored the trial as lost
             return self._record(trial)
 
     def _config(self, trial: optuna.Trial) -> TrialConfig:

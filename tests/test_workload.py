@@ -57,7 +57,7 @@ def test_bad_files_fail_with_one_line(tmp_path: Path, body: str, attr: str, mess
 @pytest.mark.parametrize(
     ("reference", "message"),
     [
-        ("nope", "expected a built-in name (charlm, digits)"),
+        ("nope", "expected a built-in name (charlm, digits, digits32)"),
         ("missing_dir/task.py:WORKLOAD", "file missing_dir/task.py does not exist"),
         ("no_such_package.module:WORKLOAD", "importing no_such_package.module failed"),
         ("tests.toy_workload:", "expected a built-in name"),

@@ -20,6 +20,7 @@ class TrialAttr(StrEnum):
     THROUGHPUT_WINDOWS = "throughput_windows"  # samples/s of every timed window
     COMPILE_S = "compile_s"  # seconds spent in the first (compiling) steps beyond a warm step
     WARMUP_S = "warmup_s"  # seconds of untimed warm-up steps, compile included
+    LOADER_STARTUP_S = "loader_startup_s"  # DataLoader start to first batch; None for tensors
     PEAK_MEMORY_BYTES = "peak_memory_bytes"  # see MEMORY_KIND for what was measured
     MEMORY_KIND = "memory_kind"  # "cuda_max_allocated" or "cpu_peak_rss"
     TRAIN_S = "train_s"  # wall seconds of the training loop, evaluations excluded

@@ -81,6 +81,8 @@ n_trials_option = click.option(
     type=click.IntRange(1, 10**6),
     help="Trials with a result the study should have in total (all workers together).",
 )
+
+
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """click's FloatRange lets nan through (every comparison with nan is false)."""
     if value is not None and not math.isfinite(value):

@@ -10,6 +10,7 @@ config transfers to a user's run of any length.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,6 +48,28 @@ class CompileMode(StrEnum):
     REDUCE_OVERHEAD = "reduce-overhead"
     MAX_AUTOTUNE = "max-autotune"
     MAX_AUTOTUNE_NO_CUDAGRAPHS = "max-autotune-no-cudagraphs"
+
+
+class OptimizerImpl(StrEnum):
+    """How torch runs the optimizer's update: its default choice, one multi-tensor kernel per
+    step (``foreach``), or a fused kernel (``fused``; not every optimizer has one)."""
+
+    DEFAULT = "default"
+    FOREACH = "foreach"
+    FUSED = "fused"
+
+
+class MatmulPrecision(StrEnum):
+    """``torch.set_float32_matmul_precision``: ``high`` allows TF32 on Ampere+ GPUs,
+    ``medium`` bf16 (on GPUs and on CPUs with bf16 matmul units)."""
+
+    HIGHEST = "highest"
+    HIGH = "high"
+    MEDIUM = "medium"
+
+
+#: Optimizers with a fused implementation in torch (on CPU and CUDA).
+FUSED_OPTIMIZERS = frozenset({OptimizerName.SGD, OptimizerName.ADAM, OptimizerName.ADAMW})
 
 
 class ConfigError(UserError):
@@ -159,6 +182,33 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class LoaderConfig:
+    """The DataLoader arguments of a Dataset workload (tensor workloads ignore them).
+
+    ``persistent_workers`` and ``prefetch_factor`` exist only with workers, so with
+    ``num_workers = 0`` they must be False and None: a stored config never carries a value
+    that changed nothing.
+    """
+
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int | None = None
+
+    def __post_init__(self) -> None:
+        _int_at_least("data.num_workers", self.num_workers, 0)
+        for field in ("pin_memory", "persistent_workers"):
+            if not isinstance(getattr(self, field), bool):
+                raise _fail(f"data.{field}", "must be true or false", getattr(self, field))
+        if self.num_workers == 0:
+            if self.persistent_workers:
+                raise _fail("data.persistent_workers", "needs num_workers > 0", True)
+            _absent("num_workers = 0", "data.prefetch_factor", self.prefetch_factor)
+        else:
+            _int_at_least("data.prefetch_factor", self.prefetch_factor, 1)
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     """Every knob of one training configuration, including those the space fixed."""
 
@@ -169,12 +219,28 @@ class TrialConfig:
     grad_clip_norm: float | None = None
     precision: Precision = Precision.FP32
     compile_mode: CompileMode = CompileMode.OFF
+    loader: LoaderConfig = dataclasses.field(default_factory=LoaderConfig)
+    channels_last: bool = False  # 4-D inputs and the model in NHWC memory layout
+    optimizer_impl: OptimizerImpl = OptimizerImpl.DEFAULT
+    matmul_precision: MatmulPrecision = MatmulPrecision.HIGHEST
+    cudnn_benchmark: bool = False
+    activation_checkpointing: bool = False  # recompute the workload's declared blocks
 
     def __post_init__(self) -> None:
         _int_at_least("batch_size", self.batch_size, 1)
         _int_at_least("accumulation_steps", self.accumulation_steps, 1)
         if self.grad_clip_norm is not None:
             _positive("grad_clip_norm", self.grad_clip_norm)
+        for field in ("channels_last", "cudnn_benchmark", "activation_checkpointing"):
+            if not isinstance(getattr(self, field), bool):
+                raise _fail(field, "must be true or false", getattr(self, field))
+        if self.optimizer_impl is OptimizerImpl.FUSED and self.optimizer.name not in (
+            FUSED_OPTIMIZERS
+        ):
+            fused = ", ".join(sorted(FUSED_OPTIMIZERS))
+            raise _fail(
+                "optimizer_impl", f"fused exists only for {fused}", self.optimizer.name.value
+            )
 
     @property
     def effective_batch_size(self) -> int:
@@ -207,11 +273,25 @@ class TrialConfig:
             "grad_clip_norm": self.grad_clip_norm,
             "precision": self.precision.value,
             "compile_mode": self.compile_mode.value,
+            "loader": {
+                "num_workers": self.loader.num_workers,
+                "pin_memory": self.loader.pin_memory,
+                "persistent_workers": self.loader.persistent_workers,
+                "prefetch_factor": self.loader.prefetch_factor,
+            },
+            "channels_last": self.channels_last,
+            "optimizer_impl": self.optimizer_impl.value,
+            "matmul_precision": self.matmul_precision.value,
+            "cudnn_benchmark": self.cudnn_benchmark,
+            "activation_checkpointing": self.activation_checkpointing,
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> TrialConfig:
         """Parse and validate a dict from storage or an exported file.
+
+        A key missing from the dict takes its default, so configs stored before a knob
+        existed still read back (as the defaults they ran with).
 
         Raises:
             ConfigError: naming the first bad field, its value and what is allowed.
@@ -223,6 +303,8 @@ class TrialConfig:
         _no_unknown("optimizer", opt, _OPTIMIZER_FIELDS)
         sched = _mapping("schedule", data.get("schedule"))
         _no_unknown("schedule", sched, _SCHEDULE_FIELDS)
+        loader = _mapping("loader", data.get("loader", {}))
+        _no_unknown("loader", loader, _LOADER_FIELDS)
         betas = opt.get("betas")
         if isinstance(betas, list):
             betas = tuple(betas)
@@ -249,6 +331,21 @@ class TrialConfig:
                 grad_clip_norm=data.get("grad_clip_norm"),
                 precision=_enum("precision", Precision, data.get("precision", "fp32")),
                 compile_mode=_enum("compile_mode", CompileMode, data.get("compile_mode", "off")),
+                loader=LoaderConfig(
+                    num_workers=loader.get("num_workers", 0),
+                    pin_memory=loader.get("pin_memory", False),
+                    persistent_workers=loader.get("persistent_workers", False),
+                    prefetch_factor=loader.get("prefetch_factor"),
+                ),
+                channels_last=data.get("channels_last", False),
+                optimizer_impl=_enum(
+                    "optimizer_impl", OptimizerImpl, data.get("optimizer_impl", "default")
+                ),
+                matmul_precision=_enum(
+                    "matmul_precision", MatmulPrecision, data.get("matmul_precision", "highest")
+                ),
+                cudnn_benchmark=data.get("cudnn_benchmark", False),
+                activation_checkpointing=data.get("activation_checkpointing", False),
             )
         except TypeError as exc:  # a non-number where a number belongs, caught by comparisons
             raise ConfigError(f"config: {exc}") from None
@@ -263,8 +360,15 @@ _TOP_FIELDS = frozenset(
         "grad_clip_norm",
         "precision",
         "compile_mode",
+        "loader",
+        "channels_last",
+        "optimizer_impl",
+        "matmul_precision",
+        "cudnn_benchmark",
+        "activation_checkpointing",
     }
 )
+_LOADER_FIELDS = frozenset({"num_workers", "pin_memory", "persistent_workers", "prefetch_factor"})
 _OPTIMIZER_FIELDS = frozenset(
     {"name", "lr", "weight_decay", "momentum", "nesterov", "betas", "alpha"}
 )
@@ -332,3 +436,13 @@ DEFAULT_BASELINE = TrialConfig(
     schedule=ScheduleConfig(ScheduleName.CONSTANT),
     batch_size=32,
 )
+
+
+def implementation_kwargs(impl: OptimizerImpl) -> dict[str, Any]:
+    """The torch optimizer keyword that selects `impl`; nothing for torch's own default.
+
+    Example:
+        >>> implementation_kwargs(OptimizerImpl.FUSED)
+        {'fused': True}
+    """
+    return {} if impl is OptimizerImpl.DEFAULT else {impl.value: True}

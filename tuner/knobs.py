@@ -3,7 +3,8 @@
 The trial harness and users call the same `build_training`, so what tuner measured is what a
 user runs. The returned `TrainingSetup` carries the whole per-step protocol in two calls,
 `backward` and `step`, with no branches on the config in the loop: autocast is a no-op for
-fp32 and the GradScaler is enabled only for fp16.
+fp32 and the GradScaler is enabled only for fp16. `make_loader` and `to_device` apply the
+input-pipeline knobs the same way for both.
 
 Example::
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import random
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -28,16 +31,20 @@ from typing import Any, cast
 import torch
 from torch import nn
 from torch.optim import lr_scheduler
+from torch.utils.checkpoint import checkpoint
+from torch.utils.data import DataLoader, Dataset
 
 from tuner.config import (
     WARMUP_START_FACTOR,
     CompileMode,
     OptimizerConfig,
+    OptimizerImpl,
     OptimizerName,
     Precision,
     ScheduleConfig,
     ScheduleName,
     TrialConfig,
+    implementation_kwargs,
     optimizer_kwargs,
 )
 
@@ -101,14 +108,24 @@ def build_training(
     model: nn.Module,
     total_steps: int,
     device: torch.device | str = "cpu",
+    checkpoint_blocks: Callable[[nn.Module], Iterable[nn.Module]] | None = None,
 ) -> TrainingSetup:
     """Build everything `config` sets for `model`, which the caller has already moved to `device`.
+
+    Also sets the process-wide backend flags the config tunes (`set_backend_flags`), puts the
+    model in channels_last memory layout when the config says so, and makes the blocks
+    `checkpoint_blocks` returns recompute their activations when activation checkpointing is
+    on.
 
     Args:
         config: the knobs to apply.
         model: the eager module; its parameters are what the optimizer updates.
         total_steps: optimizer steps in the run, the horizon of the LR schedule.
         device: where the model is; picks the autocast and GradScaler device type.
+        checkpoint_blocks: the workload's checkpointable submodules of `model`.
+
+    Raises:
+        ValueError: `total_steps` < 1, or activation checkpointing without checkpoint_blocks.
 
     Raises:
         ValueError: `total_steps` < 1.
@@ -124,7 +141,15 @@ def build_training(
         (0.001, False)
     """
     device_type = torch.device(device).type
-    optimizer = build_optimizer(config.optimizer, model.parameters())
+    set_backend_flags(config)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if config.activation_checkpointing:
+        if checkpoint_blocks is None:
+            raise ValueError("activation_checkpointing: the workload declares no checkpoint_blocks")
+        for block in checkpoint_blocks(model):
+            _recompute_in_backward(block)
+    optimizer = build_optimizer(config.optimizer, model.parameters(), config.optimizer_impl)
     scheduler = build_scheduler(config.schedule, optimizer, total_steps)
     if config.compile_mode == CompileMode.OFF:
         model_to_train = model
@@ -148,9 +173,12 @@ def build_training(
 
 
 def build_optimizer(
-    config: OptimizerConfig, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+    config: OptimizerConfig,
+    params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+    impl: OptimizerImpl = OptimizerImpl.DEFAULT,
 ) -> torch.optim.Optimizer:
-    """The torch optimizer `config` names, with its hyperparameters and torch's defaults.
+    """The torch optimizer `config` names, with its hyperparameters and torch's defaults,
+    run by implementation `impl` (``foreach``/``fused`` kernels, or torch's choice).
 
     Example:
         >>> opt = build_optimizer(OptimizerConfig(OptimizerName.SGD, lr=0.1, momentum=0.9,
@@ -158,7 +186,92 @@ def build_optimizer(
         >>> opt.param_groups[0]["nesterov"]
         True
     """
-    return _OPTIMIZERS[config.name](params, **optimizer_kwargs(config))
+    return _OPTIMIZERS[config.name](
+        params, **optimizer_kwargs(config), **implementation_kwargs(impl)
+    )
+
+
+def set_backend_flags(config: TrialConfig) -> None:
+    """Set the process-wide flags `config` tunes: float32 matmul precision and cuDNN's
+    autotuner. Both are global in torch, so every trial sets both, whatever ran before."""
+    torch.set_float32_matmul_precision(config.matmul_precision.value)
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
+
+
+def _recompute_in_backward(block: nn.Module) -> None:
+    """Make `block` store only its inputs and recompute its activations in the backward pass.
+
+    Non-reentrant checkpointing (``use_reentrant=False``): it works with torch.compile and
+    with inputs that need no gradient. Outside autograd (evaluation) the block runs as is.
+    """
+    forward = block.forward
+
+    def checkpointed(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():
+            return forward(*args, **kwargs)
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+    block.forward = checkpointed
+
+
+def make_loader(
+    config: TrialConfig,
+    dataset: Dataset[Any],
+    *,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> DataLoader[Any]:
+    """A DataLoader over `dataset` with the config's loader knobs.
+
+    With a `generator` it is a training loader: shuffled by that generator (same seed, same
+    order, and torch's per-worker seeds come from it), the last partial batch dropped so
+    every micro-batch has one shape. Without, it is an evaluation loader: in order, every
+    example. `batch_size` defaults to the config's micro-batch.
+    """
+    loader = config.loader
+    workers = loader.num_workers > 0
+    return DataLoader(
+        dataset,
+        batch_size=batch_size or config.batch_size,
+        shuffle=generator is not None,
+        drop_last=generator is not None,
+        generator=generator,
+        collate_fn=collate_fn,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+        persistent_workers=loader.persistent_workers,
+        prefetch_factor=loader.prefetch_factor,
+        worker_init_fn=seed_worker if workers else None,
+    )
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed Python's and NumPy's generators in a DataLoader worker from torch's per-worker
+    seed, as torch's reproducibility notes advise (torch seeds only its own)."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(seed)
+
+
+def to_device(batch: Any, device: torch.device, config: TrialConfig) -> Any:
+    """`batch` (a tensor, or tuples, lists and dicts of them) on `device`, in the config's
+    memory layout: 4-D tensors become channels_last when the config says so. Pinned tensors
+    are copied asynchronously."""
+    if isinstance(batch, torch.Tensor):
+        moved = batch.to(device, non_blocking=config.loader.pin_memory)
+        if config.channels_last and moved.dim() == 4:
+            return moved.contiguous(memory_format=torch.channels_last)
+        return moved
+    if isinstance(batch, dict):
+        return {key: to_device(value, device, config) for key, value in batch.items()}
+    if isinstance(batch, tuple | list):
+        items = [to_device(value, device, config) for value in batch]
+        # a namedtuple takes its fields as arguments; a tuple or list takes one iterable
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+    return batch
 
 
 def build_scheduler(

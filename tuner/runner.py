@@ -28,6 +28,7 @@ from tuner.config import ConfigError, TrialConfig
 from tuner.errors import StorageLost
 from tuner.hardware import DeviceInfo, describe_device, detect_capabilities, select_device
 from tuner.harness import TrialFailure
+from tuner.harness.probe import probe
 from tuner.interrupts import Interrupted, StopFlag, stop_requests
 from tuner.liveness import Heartbeat, Owner
 from tuner.results import TrialRecord, record_of
@@ -88,11 +89,11 @@ def prepare_worker(name: str, url: str) -> Prepared:
 
 
 def _prepared(spec: StudySpec, space: SearchSpace, *, joining: bool) -> Prepared:
-    workload = load_workload(spec.objective)
+    workload = load_workload(spec.objective, spec.size)
     device = select_device(spec.device)
     if device.type == "cpu" and spec.threads is not None:
         torch.set_num_threads(spec.threads)
-    space, dropped = restrict(space, detect_capabilities(device))
+    space, dropped = restrict(space, detect_capabilities(device), probe(workload))
     return Prepared(
         spec=spec,
         workload=workload,
@@ -265,7 +266,9 @@ class _Loop:
                 tell_failure(self.study, trial, TrialFailure(FailureKind.UNSUPPORTED, str(exc)))
                 return self._record(trial)
             trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
-            job = Job(spec.objective, config, spec.budget, str(self.prepared.device), seed)
+            job = Job(
+                spec.objective, config, spec.budget, str(self.prepared.device), seed, spec.size
+            )
             try:
                 outcome = process.run(job, should_stop=self.stop.is_set)
             except Abandoned:

@@ -32,6 +32,7 @@ from tuner.errors import UserError
 from tuner.storage import masked
 from tuner.text import key_name, shown
 from tuner.tomlfile import MAX_PATH, TomlFileError, read_toml
+from tuner.workload import SIZES
 
 
 class SpecError(UserError):
@@ -49,6 +50,7 @@ _SECTIONS: dict[str, frozenset[str]] = {
         {
             "name",
             "objective",
+            "size",
             "space",
             "n_trials",
             "timeout_s",
@@ -90,6 +92,7 @@ class StudySpec:
     device: str = "auto"
     threads: int | None = 1
     memory_budget_mb: float | None = None
+    size: str = "small"  # a built-in workload's size (tuner.workload.SIZES)
     source: str = field(default="<spec>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +170,7 @@ def load_spec(path: str | Path) -> StudySpec:
             why=f"this machine has {cores} CPU cores",
         ),
         memory_budget_mb=check.number("run.memory_budget_mb", _MEMORY_MB),
+        size=check.text("study.size", default="small", allowed=SIZES),
         source=where,
     )
 

@@ -8,6 +8,7 @@ process): after a short wait it is deleted and made again, never a permanent blo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -136,7 +137,9 @@ def check_same_experiment(
             "was not created by tuner; choose another name"
         )
     current = spec.identity()
-    changed = [key for key in current if current[key] != stored_spec.get(key)]
+    # A key the stored spec lacks was added to tuner later: the study ran with its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(StudySpec)}
+    changed = [key for key in current if current[key] != stored_spec.get(key, defaults[key])]
     if study.user_attrs.get(StudyAttr.SPACE) != attrs[StudyAttr.SPACE]:
         changed.append("space contents")
     if changed:

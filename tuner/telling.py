@@ -49,6 +49,7 @@ def tell_result(
         TrialAttr.THROUGHPUT_WINDOWS: list(result.windows),
         TrialAttr.COMPILE_S: result.compile_s,
         TrialAttr.WARMUP_S: result.warmup_s,
+        TrialAttr.LOADER_STARTUP_S: result.loader_startup_s,
         TrialAttr.PEAK_MEMORY_BYTES: result.peak_memory_bytes,
         TrialAttr.MEMORY_KIND: result.memory_kind,
         TrialAttr.TRAIN_S: result.train_s,

@@ -24,7 +24,15 @@ Example (a file ``my_task.py``)::
         score=lambda out, y: (out.argmax(-1) == y).float(),
     )
 
-and then ``objective = "my_task.py:WORKLOAD"`` in a study spec.
+and then ``objective = "my_task.py:WORKLOAD"`` in a study spec. The file's folder is importable
+while it loads, so it may import its sibling modules (``from helpers import make_model``).
+
+Data the way most training code holds it, as map-style torch Datasets, goes in `Datasets`;
+tuner then builds the DataLoader from each trial's config (workers, pinning, prefetching) and
+measures throughput with the input pipeline included::
+
+    def load_data() -> Datasets:
+        return Datasets(ImageFolderish("train", augment=True), ImageFolderish("val"))
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import contextlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -91,6 +99,35 @@ class Data:
 
 
 @dataclass(frozen=True)
+class Datasets:
+    """Map-style torch Datasets: ``dataset[i]`` returns ``(input, target)``.
+
+    The input may be a tensor or a tuple or dict of tensors; the model is called with it as
+    it comes (``model(input)``), after collation and the move to the device. Targets are
+    collated and moved the same way. Per-sample work in ``__getitem__`` (decoding,
+    augmentation) runs in the DataLoader's worker processes when a trial has workers, and is
+    part of the measured throughput.
+
+    Randomness: the sampler draws from a generator seeded by the trial's seed, so a seed
+    fixes the sample order. torch's own random functions in ``__getitem__`` are seeded too:
+    with ``num_workers = 0`` by the trial's seed, and in each worker by torch's per-worker
+    seed (drawn from that generator, plus the worker id); tuner also seeds Python's
+    ``random`` and NumPy in each worker from it. So a seed fixes the augmentation for a given
+    ``num_workers``; a different number of workers deals the random draws out differently.
+
+    Attributes:
+        train: Training examples; the last partial batch of each epoch is dropped, so every
+            micro-batch has one shape.
+        val: Validation examples, all of them evaluated, in order.
+        collate_fn: How a list of examples becomes a batch; torch's default when None.
+    """
+
+    train: Any  # torch.utils.data.Dataset; Any so the CLI need not import torch
+    val: Any
+    collate_fn: Callable[[list[Any]], Any] | None = None
+
+
+@dataclass(frozen=True)
 class Workload:
     """A model, its data, its loss and its metric.
 
@@ -99,7 +136,8 @@ class Workload:
         metric: The validation metric the study optimises alongside throughput.
         build_model: Returns a fresh, randomly initialised model (called once per trial,
             after the trial's seed is set, so initialisation is reproducible).
-        load_data: Returns the train and validation tensors. Called once per trial.
+        load_data: Returns the train and validation data: `Data` (tensors) or `Datasets`.
+            Called once per trial.
         loss: ``loss(outputs, targets) -> scalar`` averaged over the batch.
         score: ``score(outputs, targets) -> tensor`` of per-example (or per-token) metric
             values; the metric is their mean over the whole validation set.
@@ -108,31 +146,55 @@ class Workload:
         baseline: The config every study runs first and judges all others against; by
             default plain PyTorch defaults (`tuner.config.DEFAULT_BASELINE`). Declare your
             own when your current training recipe is the bar to beat.
+        checkpoint_blocks: Returns the submodules of a built model whose activations may be
+            recomputed in the backward pass instead of stored (activation checkpointing, the
+            out-of-memory remedy), e.g. ``lambda model: model.blocks``. When None, the
+            ``activation_checkpointing`` knob is dropped from the space.
     """
 
     name: str
     metric: Metric
     build_model: Callable[[], nn.Module]
-    load_data: Callable[[], Data]
+    load_data: Callable[[], Data | Datasets]
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     description: str = ""
     eval_batch_size: int = 512
     baseline: TrialConfig = DEFAULT_BASELINE
+    checkpoint_blocks: Callable[[nn.Module], Iterable[nn.Module]] | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadTraits:
+    """What probing a workload found: which knobs can mean anything for it.
+
+    The default (all unknown) drops nothing; `tuner.harness.probe` measures the real ones.
+    """
+
+    datasets: bool = True  # Datasets, so the DataLoader knobs apply (not in-memory Data)
+    input_rank: int | None = 4  # dimensions of a batch of inputs; None if not one tensor
+    checkpointable: bool = True  # the workload declares checkpoint_blocks
 
 
 #: Built-in workloads by short name; a spec may use these names instead of a reference.
+#: Each module holds ``WORKLOAD`` (small) and ``GPU_WORKLOAD`` (a Workload or a function
+#: returning one).
 BUILTIN: dict[str, str] = {
     "digits": "objectives.digits:WORKLOAD",
     "charlm": "objectives.charlm:WORKLOAD",
+    "digits32": "objectives.digits32:WORKLOAD",
 }
+#: Sizes of the built-in workloads: ``small`` trains in seconds on a CPU; ``gpu`` is a model
+#: sized for a data-centre GPU (a deeper, wider network and bigger batches of work).
+SIZES = ("small", "gpu")
 
 
-def load_workload(reference: str) -> Workload:
+def load_workload(reference: str, size: str = "small") -> Workload:
     """Resolve ``name``, ``package.module:attr`` or ``path/to/file.py:attr`` to a Workload.
 
     The attribute may be a Workload or a zero-argument callable returning one (so expensive
-    set-up can wait until a study actually runs).
+    set-up can wait until a study actually runs). `size` picks a built-in workload's size;
+    a user's workload has one size, its own.
 
     Whatever the user's code raises while it is imported or called, ``sys.exit()`` included,
     becomes a WorkloadError naming it: a SystemExit would otherwise end tuner silently with the
@@ -143,6 +205,15 @@ def load_workload(reference: str) -> Workload:
         WorkloadError: the reference is malformed, the import fails, the attribute is missing,
             or it is not a Workload.
     """
+    if size not in SIZES:
+        raise WorkloadError(f"size {size!r}: not a workload size; use one of {', '.join(SIZES)}")
+    if reference in BUILTIN and size != "small":
+        reference = f"{BUILTIN[reference].partition(':')[0]}:{_SIZED[size]}"
+    elif size != "small":
+        raise WorkloadError(
+            f"size {size!r}: sizes apply to the built-in workloads ({', '.join(sorted(BUILTIN))}); "
+            "remove size, or make a second workload of your own"
+        )
     reference = BUILTIN.get(reference, reference)
     module_ref, sep, attr = reference.rpartition(":")
     known = ", ".join(sorted(BUILTIN))
@@ -180,6 +251,10 @@ def load_workload(reference: str) -> Workload:
     return value
 
 
+#: The attribute each built-in module holds its sized workload in.
+_SIZED = {"gpu": "GPU_WORKLOAD"}
+
+
 def _import(module_ref: str, reference: str) -> Any:
     name = ""
     try:
@@ -193,6 +268,11 @@ def _import(module_ref: str, reference: str) -> Any:
                 raise WorkloadError(f"objective {reference!r}: cannot import {module_ref}")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
+            # Sibling modules (`from helpers import ...`) import as they would if the user
+            # ran the file; the folder stays on the path, since they may import lazily.
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
             spec.loader.exec_module(module)
             return module
         return importlib.import_module(module_ref)

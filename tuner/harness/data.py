@@ -1,16 +1,28 @@
-"""Micro-batches drawn by indexing device-resident tensors.
+"""Where a trial's batches come from: device-resident tensors, or a DataLoader over Datasets.
 
-Each epoch is a fresh permutation from a seeded generator (same seed, same order); the last
-partial batch is dropped so every micro-batch has one shape and a compiled model never
-recompiles for a ragged tail. The stream runs across epoch boundaries, so accumulation
-groups may straddle epochs exactly as they would in a long run.
+Both sources give the loop the same thing, an endless stream of (input, target) micro-batches
+in a seeded order (same seed, same order), epoch after epoch, with the last partial batch
+dropped so every micro-batch has one shape and a compiled model never recompiles for a
+ragged tail. Accumulation groups may straddle epochs exactly as they would in a long run.
+
+Tensors are indexed on the device, so per-step input cost is near zero. A DataLoader is the
+user's real input pipeline, worker processes, pinning and per-sample augmentation included;
+the trial's training windows time it end to end, so its throughput is what the user will see.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
+
+from tuner.config import TrialConfig
+from tuner.knobs import make_loader, to_device
+from tuner.workload import Data, Datasets
+
+Batch = tuple[Any, Any]
 
 
 def micro_batches_per_epoch(n_examples: int, batch_size: int) -> int:
@@ -28,3 +40,88 @@ def micro_batches(
         for i in range(n_batches):
             index = order[i * batch_size : (i + 1) * batch_size]
             yield inputs.index_select(0, index), targets.index_select(0, index)
+
+
+class TensorSource:
+    """In-memory `Data`, moved to the device once (in the config's memory layout)."""
+
+    loader_startup_s: float | None = None  # there is no loader to start
+
+    def __init__(self, data: Data, config: TrialConfig, device: torch.device) -> None:
+        self._config = config
+        self._train = (
+            to_device(data.train_inputs, device, config),
+            to_device(data.train_targets, device, config),
+        )
+        self._val = (
+            to_device(data.val_inputs, device, config),
+            to_device(data.val_targets, device, config),
+        )
+        self.n_train = len(self._train[0])
+
+    def batches(self, seed: int) -> Iterator[Batch]:
+        return micro_batches(*self._train, self._config.batch_size, seed)
+
+    def val_batches(self, batch_size: int) -> Iterable[Batch]:
+        inputs, targets = self._val
+        for start in range(0, len(inputs), batch_size):
+            yield inputs[start : start + batch_size], targets[start : start + batch_size]
+
+
+class LoaderSource:
+    """`Datasets` behind DataLoaders built from the config's loader knobs.
+
+    One training loader serves warm-up and training: re-seeding its generator before each
+    stream restarts the order, and persistent workers carry over as they would in a real
+    run. Starting an iterator starts its worker processes, so `batches` starts one eagerly,
+    before the caller's timer; the seconds from there to the first batch of the trial are
+    `loader_startup_s`, kept out of the steady state. Workers that a non-persistent loader
+    restarts every epoch are part of the steady state: that cost is what persistent_workers
+    buys back.
+    """
+
+    def __init__(self, data: Datasets, config: TrialConfig, device: torch.device) -> None:
+        self._config = config
+        self._device = device
+        self._generator = torch.Generator()
+        self._train = make_loader(
+            config, data.train, generator=self._generator, collate_fn=data.collate_fn
+        )
+        self._val_data = data.val
+        self._collate_fn = data.collate_fn
+        self.n_train = len(data.train)
+        self.loader_startup_s: float | None = None
+
+    def batches(self, seed: int) -> Iterator[Batch]:
+        self._generator.manual_seed(seed)
+        started = time.perf_counter()
+        return self._stream(iter(self._train), started)
+
+    def _stream(self, epoch: Iterator[Any], started: float) -> Iterator[Batch]:
+        while True:
+            for batch in epoch:
+                if self.loader_startup_s is None:
+                    self.loader_startup_s = time.perf_counter() - started
+                yield _pair(to_device(batch, self._device, self._config))
+            epoch = iter(self._train)
+
+    def val_batches(self, batch_size: int) -> Iterable[Batch]:
+        loader = make_loader(
+            self._config, self._val_data, batch_size=batch_size, collate_fn=self._collate_fn
+        )
+        for batch in loader:
+            yield _pair(to_device(batch, self._device, self._config))
+
+
+def _pair(batch: Any) -> Batch:
+    inputs, targets = batch  # the probe checked the shape before the study began
+    return inputs, targets
+
+
+def batch_source(
+    data: Data | Datasets, config: TrialConfig, device: torch.device
+) -> TensorSource | LoaderSource:
+    """The source for what the workload's load_data returned."""
+    if isinstance(data, Datasets):
+        return LoaderSource(data, config, device)
+    return TensorSource(data, config, device)

@@ -12,15 +12,16 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from tuner.attrs import FailureKind
 from tuner.budget import Budget
 from tuner.config import CompileMode, TrialConfig
-from tuner.harness.data import micro_batches, micro_batches_per_epoch
+from tuner.harness.data import batch_source, micro_batches_per_epoch
 from tuner.harness.failures import TrialFailure, classify
 from tuner.harness.loop import train_steps
 from tuner.harness.measure import PeakMemory, WindowTimer, median_rate, synchronize
@@ -56,6 +57,7 @@ class TrialResult:
     optimizer_steps: int
     samples: int
     curve: tuple[Evaluation, ...]
+    loader_startup_s: float | None  # worker start-up to first batch; None for tensors
 
 
 def run_trial(
@@ -82,14 +84,12 @@ def run_trial(
     memory.reset()
 
     # --- data and model ----------------------------------------------------------------
-    data = workload.load_data()
-    train_x, train_y = data.train_inputs.to(device), data.train_targets.to(device)
-    val_x, val_y = data.val_inputs.to(device), data.val_targets.to(device)
-    per_epoch = micro_batches_per_epoch(len(train_x), config.batch_size)
+    source = batch_source(workload.load_data(), config, device)
+    per_epoch = micro_batches_per_epoch(source.n_train, config.batch_size)
     if per_epoch == 0:
         raise TrialFailure(
             FailureKind.UNSUPPORTED,
-            f"batch_size {config.batch_size} exceeds the {len(train_x)} training examples",
+            f"batch_size {config.batch_size} exceeds the {source.n_train} training examples",
         )
     samples_per_step = config.batch_size * config.accumulation_steps
     # Known up front unless the budget is in seconds: fail before compiling, not after.
@@ -103,8 +103,10 @@ def run_trial(
 
     # --- warm-up: compile, warm caches, measure a steady step; updates are discarded ------
     with _failures_as(compiling=compiled):
-        setup = build_training(config, model, budget.warmup_steps, device)
-    warm_batches = micro_batches(train_x, train_y, config.batch_size, seed + _WARMUP_SEED_OFFSET)
+        setup = build_training(
+            config, model, budget.warmup_steps, device, workload.checkpoint_blocks
+        )
+    warm_batches = source.batches(seed + _WARMUP_SEED_OFFSET)
     scratch = torch.zeros((), device=device)
     step_seconds: list[float] = []
     for step in range(budget.warmup_steps):
@@ -122,7 +124,9 @@ def run_trial(
                 f"{samples_per_step / steady:,.0f} samples/s in warm-up",
             )
     steady_step_s = statistics.median(step_seconds[1:])
-    compile_s = max(0.0, step_seconds[0] - steady_step_s) if compiled else 0.0
+    first_step_s = step_seconds[0] - (source.loader_startup_s or 0.0)
+    compile_s = max(0.0, first_step_s - steady_step_s) if compiled else 0.0
+    del warm_batches  # a non-persistent loader's workers stop here, not in a timed window
 
     # --- horizon, then a clean start from the initial weights ----------------------------
     if total_steps is None:
@@ -136,7 +140,7 @@ def run_trial(
     evaluate_at = _evaluation_points(boundaries, budget.evaluations)
     timer = WindowTimer(device)
     loss_sum = torch.zeros((), device=device)
-    batches = micro_batches(train_x, train_y, config.batch_size, seed)
+    batches = source.batches(seed)
     curve: list[Evaluation] = []
     done = 0
     for end in boundaries:
@@ -149,11 +153,14 @@ def run_trial(
         _check_finite("loss", float(loss_sum), done)
         if done in evaluate_at:
             with _failures_as(compiling=False):
-                metric = evaluate(setup.eager_model, workload, val_x, val_y)
+                metric = evaluate(
+                    setup.eager_model, workload, source.val_batches(workload.eval_batch_size)
+                )
             _check_finite("metric", metric, done)
             curve.append(Evaluation(done, done * samples_per_step, timer.seconds, metric))
 
     return TrialResult(
+        loader_startup_s=source.loader_startup_s,
         metric=curve[-1].metric,
         throughput=median_rate(timer.windows),
         windows=tuple(window.rate for window in timer.windows),
@@ -171,21 +178,20 @@ def run_trial(
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, workload: Workload, inputs: torch.Tensor, targets: torch.Tensor
+    model: torch.nn.Module, workload: Workload, batches: Iterable[tuple[Any, Any]]
 ) -> float:
-    """Mean of the workload's per-example scores over the validation set, in fp32.
+    """Mean of the workload's per-example scores over the validation batches, in fp32.
 
     Evaluates the uncompiled module: the metric judges the trained weights, and eval-mode
     shapes never trigger a recompile of the training graph.
     """
     was_training = model.training
     model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=inputs.device)
+    total = torch.zeros((), dtype=torch.float64)
     count = 0
-    for start in range(0, len(inputs), workload.eval_batch_size):
-        stop = start + workload.eval_batch_size
-        scores = workload.score(model(inputs[start:stop]), targets[start:stop])
-        total += scores.double().sum()
+    for inputs, targets in batches:
+        scores = workload.score(model(inputs), targets)
+        total += scores.double().sum().cpu()
         count += scores.numel()
     model.train(was_training)
     return float(total) / count
@@ -261,7 +267,9 @@ def _fresh_optimizer(
     setup: TrainingSetup, config: TrialConfig, total_steps: int, device: torch.device
 ) -> TrainingSetup:
     """New optimizer, schedule and scaler over the real horizon; the compiled model is kept."""
-    optimizer = build_optimizer(config.optimizer, setup.eager_model.parameters())
+    optimizer = build_optimizer(
+        config.optimizer, setup.eager_model.parameters(), config.optimizer_impl
+    )
     return dataclasses.replace(
         setup,
         optimizer=optimizer,

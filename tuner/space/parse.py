@@ -29,7 +29,20 @@ clipping.choices                "off" ("norm" clips the gradient norm to max_nor
 clipping.max_norm               1.0
 performance.precision           "fp32"
 performance.compile_mode        "off"
+performance.channels_last       false (true: NHWC memory layout; 4-D inputs only)
+performance.optimizer_impl      "default" ("foreach", or "fused" for sgd, adam and adamw)
+performance.matmul_precision    "highest" ("high": TF32 on Ampere+ GPUs; "medium": bf16)
+performance.cudnn_benchmark     false (CUDA only)
+performance.activation_         false (only for workloads that declare checkpoint_blocks)
+  checkpointing
+data.num_workers                0 (DataLoader worker processes; Dataset workloads only)
+data.pin_memory                 false (CUDA only)
+data.persistent_workers         false (only searched where num_workers > 0)
+data.prefetch_factor            2 (batches each worker loads ahead; where num_workers > 0)
 ==============================  ===========================================================
+
+Values this machine or workload cannot run (pinned memory without CUDA, channels_last for
+inputs that are not images) are dropped when a study is created, with the reason stored.
 
 Legal values are those TrialConfig accepts, so every sampled config is valid: lr in (0, 100],
 max_norm in (0, 1e6], weight_decay in [0, 1], momentum in [0, 0.999], beta1/beta2/alpha in
@@ -48,8 +61,19 @@ from enum import StrEnum
 from typing import Any
 
 from tuner.bounds import Bound
-from tuner.config import LIMITS, CompileMode, OptimizerName, Precision, ScheduleName
+from tuner.config import (
+    FUSED_OPTIMIZERS,
+    LIMITS,
+    CompileMode,
+    MatmulPrecision,
+    OptimizerImpl,
+    OptimizerName,
+    Precision,
+    ScheduleName,
+)
 from tuner.space.schema import (
+    DATA_KNOBS,
+    PERFORMANCE_KNOBS,
     Branch,
     Categorical,
     Choice,
@@ -137,8 +161,23 @@ _KIND_WORDS = {
 _SECTIONS: dict[str, dict[str, Value]] = {
     "batch": {"batch_size": 32, "accumulation_steps": 1},
     "clipping": {"choices": "off", "max_norm": 1.0},
-    "performance": {"precision": "fp32", "compile_mode": "off"},
+    "data": {
+        "num_workers": 0,
+        "pin_memory": False,
+        "persistent_workers": False,
+        "prefetch_factor": 2,
+    },
+    "performance": {
+        "precision": "fp32",
+        "compile_mode": "off",
+        "channels_last": False,
+        "optimizer_impl": "default",
+        "matmul_precision": "highest",
+        "cudnn_benchmark": False,
+        "activation_checkpointing": False,
+    },
 }
+_BOOLEAN = _Domain(bool, lambda value: None, ranges=False)
 _SECTION_DOMAINS: dict[str, _Domain] = {
     "batch.batch_size": _Domain(int, _power_of_two, ranges=False),
     "batch.accumulation_steps": _Domain(int, _within(Bound(1, 64, integer=True))),
@@ -146,6 +185,15 @@ _SECTION_DOMAINS: dict[str, _Domain] = {
     "clipping.max_norm": _Domain(float, _within(Bound(0, 10**6, low_open=True))),
     "performance.precision": _enum_domain(Precision, "a precision"),
     "performance.compile_mode": _enum_domain(CompileMode, "a compile mode"),
+    "performance.channels_last": _BOOLEAN,
+    "performance.optimizer_impl": _enum_domain(OptimizerImpl, "an optimizer implementation"),
+    "performance.matmul_precision": _enum_domain(MatmulPrecision, "a matmul precision"),
+    "performance.cudnn_benchmark": _BOOLEAN,
+    "performance.activation_checkpointing": _BOOLEAN,
+    "data.num_workers": _Domain(int, _within(Bound(0, 64, integer=True)), ranges=False),
+    "data.pin_memory": _BOOLEAN,
+    "data.persistent_workers": _BOOLEAN,
+    "data.prefetch_factor": _Domain(int, _within(Bound(1, 64, integer=True)), ranges=False),
 }
 
 # Per-branch parameters in canonical order, with their defaults (PyTorch's where it has one).
@@ -188,16 +236,38 @@ def parse_space(raw: Any, source: Source) -> SearchSpace:
 
     optimizer_names = _enum_domain(OptimizerName, "an optimizer")
     schedule_names = _enum_domain(ScheduleName, "a schedule")
+    optimizers = _group(source, "optimizer", top, optimizer_names, "adamw", _OPTIMIZERS)
+    implementations = listed("performance.optimizer_impl")
+    _check_fused(source, optimizers, implementations)
     return SearchSpace(
-        optimizers=_group(source, "optimizer", top, optimizer_names, "adamw", _OPTIMIZERS),
+        optimizers=optimizers,
         schedules=_group(source, "schedule", top, schedule_names, "constant", _SCHEDULES),
         batch_size=listed("batch.batch_size"),
         accumulation_steps=knob("batch.accumulation_steps"),
         clipping=listed("clipping.choices"),
         max_norm=knob("clipping.max_norm"),
-        precision=listed("performance.precision"),
-        compile_mode=listed("performance.compile_mode"),
+        optimizer_impl=implementations,
+        **{name: listed(f"data.{name}") for name in DATA_KNOBS},
+        **{
+            name: listed(f"performance.{name}")
+            for name in PERFORMANCE_KNOBS
+            if name != "optimizer_impl"
+        },
     )
+
+
+def _check_fused(source: Source, optimizers: tuple[Branch, ...], impl: Categorical) -> None:
+    """An optimizer without a fused kernel needs another implementation to choose."""
+    values = (impl.value,) if isinstance(impl, Fixed) else impl.values
+    if values != (OptimizerImpl.FUSED.value,):
+        return
+    lacking = [b.name for b in optimizers if OptimizerName(b.name) not in FUSED_OPTIMIZERS]
+    if lacking:
+        raise source.error(
+            "performance.optimizer_impl",
+            f'"fused" is the only choice, but {lacking[0]} has no fused implementation; '
+            'add "default" or "foreach", or drop that optimizer',
+        )
 
 
 def _table(source: Source, path: str, raw: Any, allowed: Sequence[str]) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 Parameter names are the study's schema, so they are stable and conditional: the top-level
 choices are ``optimizer``, ``schedule``, ``batch_size``, ``accumulation_steps``, ``clipping``,
-``precision`` and ``compile_mode``; a parameter that exists only for one choice is prefixed by
-it (``sgd.momentum``, ``adamw.beta2``, ``step.step_gamma``, ``clipping.max_norm``). Optuna's
+``num_workers``, ``pin_memory`` and every other [performance] knob by its name; a parameter
+that exists only for one choice is prefixed by it (``sgd.momentum``, ``adamw.beta2``,
+``step.step_gamma``, ``clipping.max_norm``, ``workers.prefetch_factor`` when num_workers > 0,
+``sgd.optimizer_impl``: each optimizer offers only the implementations it has). Optuna's
 samplers treat such define-by-run parameters as conditional, and a trial's params show exactly
 the knobs that shaped it. Fixed knobs are not suggested at all: they are in the config, not in
 ``trial.params``.
@@ -15,15 +17,28 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from tuner.config import (
+    FUSED_OPTIMIZERS,
     CompileMode,
+    LoaderConfig,
+    MatmulPrecision,
     OptimizerConfig,
+    OptimizerImpl,
     OptimizerName,
     Precision,
     ScheduleConfig,
     ScheduleName,
     TrialConfig,
 )
-from tuner.space.schema import Branch, Choice, Clipping, Fixed, FloatRange, Knob, SearchSpace
+from tuner.space.schema import (
+    Branch,
+    Categorical,
+    Choice,
+    Clipping,
+    Fixed,
+    FloatRange,
+    Knob,
+    SearchSpace,
+)
 
 
 class SuggestingTrial(Protocol):
@@ -67,17 +82,45 @@ def sample_config(trial: SuggestingTrial, space: SearchSpace) -> TrialConfig:
     max_norm = None
     if clipping == Clipping.NORM:
         max_norm = _suggest(trial, "clipping.max_norm", space.max_norm)
+    num_workers = _suggest(trial, "num_workers", space.num_workers)
+    persistent, prefetch = False, None
+    if num_workers > 0:
+        persistent = _suggest(trial, "workers.persistent_workers", space.persistent_workers)
+        prefetch = _suggest(trial, "workers.prefetch_factor", space.prefetch_factor)
+    pin_memory = _suggest(trial, "pin_memory", space.pin_memory)
+    name = OptimizerName(optimizer.name)
     return TrialConfig(
-        optimizer=OptimizerConfig(
-            name=OptimizerName(optimizer.name), betas=betas, **optimizer_params
-        ),
+        optimizer=OptimizerConfig(name=name, betas=betas, **optimizer_params),
         schedule=ScheduleConfig(name=ScheduleName(schedule.name), **schedule_params),
         batch_size=batch_size,
         accumulation_steps=accumulation_steps,
         grad_clip_norm=max_norm,
         precision=Precision(_suggest(trial, "precision", space.precision)),
         compile_mode=CompileMode(_suggest(trial, "compile_mode", space.compile_mode)),
+        loader=LoaderConfig(num_workers, pin_memory, persistent, prefetch),
+        channels_last=_suggest(trial, "channels_last", space.channels_last),
+        optimizer_impl=OptimizerImpl(
+            _suggest(trial, f"{name}.optimizer_impl", implementations(space, name))
+        ),
+        matmul_precision=MatmulPrecision(
+            _suggest(trial, "matmul_precision", space.matmul_precision)
+        ),
+        cudnn_benchmark=_suggest(trial, "cudnn_benchmark", space.cudnn_benchmark),
+        activation_checkpointing=_suggest(
+            trial, "activation_checkpointing", space.activation_checkpointing
+        ),
     )
+
+
+def implementations(space: SearchSpace, optimizer: OptimizerName) -> Categorical:
+    """The space's optimizer implementations that `optimizer` has (fused is not universal).
+
+    The parser guarantees at least one is left.
+    """
+    knob = space.optimizer_impl
+    values = (knob.value,) if isinstance(knob, Fixed) else knob.values
+    kept = tuple(v for v in values if v != OptimizerImpl.FUSED or optimizer in FUSED_OPTIMIZERS)
+    return Fixed(kept[0]) if len(kept) == 1 else Choice(kept)
 
 
 def _pick(trial: SuggestingTrial, name: str, branches: tuple[Branch, ...]) -> Branch:
@@ -162,8 +205,22 @@ def _config_knobs(config: TrialConfig, space: SearchSpace) -> list[tuple[str, Kn
     clipping = Clipping.OFF if config.grad_clip_norm is None else Clipping.NORM
     if add("clipping", space.clipping, clipping.value) and clipping is Clipping.NORM:
         add("clipping.max_norm", space.max_norm, config.grad_clip_norm)
+    loader = config.loader
+    if add("num_workers", space.num_workers, loader.num_workers) and loader.num_workers > 0:
+        add("workers.persistent_workers", space.persistent_workers, loader.persistent_workers)
+        add("workers.prefetch_factor", space.prefetch_factor, loader.prefetch_factor)
+    add("pin_memory", space.pin_memory, loader.pin_memory)
     add("precision", space.precision, config.precision.value)
     add("compile_mode", space.compile_mode, config.compile_mode.value)
+    add("channels_last", space.channels_last, config.channels_last)
+    add(
+        f"{optimizer.name}.optimizer_impl",
+        implementations(space, optimizer.name),
+        config.optimizer_impl.value,
+    )
+    for name in ("matmul_precision", "cudnn_benchmark", "activation_checkpointing"):
+        value = getattr(config, name)
+        add(name, getattr(space, name), value.value if name == "matmul_precision" else value)
     return found
 
 

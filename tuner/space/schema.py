@@ -93,6 +93,19 @@ class Branch:
     params: tuple[tuple[str, Knob], ...]
 
 
+#: The knobs of a space file's [data] and [performance] sections, in file order.
+DATA_KNOBS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
+PERFORMANCE_KNOBS = (
+    "precision",
+    "compile_mode",
+    "channels_last",
+    "optimizer_impl",
+    "matmul_precision",
+    "cudnn_benchmark",
+    "activation_checkpointing",
+)
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Everything a study may vary. Built by `load_space` or `from_dict`, which validate it.
@@ -109,6 +122,15 @@ class SearchSpace:
     max_norm: Knob
     precision: Categorical
     compile_mode: Categorical
+    num_workers: Categorical = Fixed(0)
+    pin_memory: Categorical = Fixed(False)
+    persistent_workers: Categorical = Fixed(False)  # searched only when num_workers > 0
+    prefetch_factor: Categorical = Fixed(2)  # searched only when num_workers > 0
+    channels_last: Categorical = Fixed(False)
+    optimizer_impl: Categorical = Fixed("default")  # per optimizer: fused where it exists
+    matmul_precision: Categorical = Fixed("highest")
+    cudnn_benchmark: Categorical = Fixed(False)
+    activation_checkpointing: Categorical = Fixed(False)
 
     def to_dict(self) -> dict[str, Any]:
         """The space as a self-contained space file (JSON-safe): no extends, every knob explicit."""
@@ -120,10 +142,8 @@ class SearchSpace:
                 "accumulation_steps": self.accumulation_steps.to_raw(),
             },
             "clipping": {"choices": self.clipping.to_raw(), "max_norm": self.max_norm.to_raw()},
-            "performance": {
-                "precision": self.precision.to_raw(),
-                "compile_mode": self.compile_mode.to_raw(),
-            },
+            "data": {name: getattr(self, name).to_raw() for name in DATA_KNOBS},
+            "performance": {name: getattr(self, name).to_raw() for name in PERFORMANCE_KNOBS},
         }
 
     @classmethod

@@ -61,12 +61,13 @@ def main(argv: list[str]) -> int:
 
 def _run(job: Job, workloads: dict[str, Workload], replies: Connection) -> Finished:
     """Run one job; every way it can end becomes a Finished message."""
-    if job.objective not in workloads:
+    key = f"{job.objective}@{job.size}"
+    if key not in workloads:
         try:
-            workloads[job.objective] = load_workload(job.objective)
+            workloads[key] = load_workload(job.objective, job.size)
             # Once, off the trial's clock: the first call pays the data's imports and any
             # cache the workload keeps (sklearn's loader for digits: 2.5 s).
-            workloads[job.objective].load_data()
+            workloads[key].load_data()
         except UserError as exc:
             return _failed(FailureKind.ERROR, f"the worker could not load the workload: {exc}")
         except Exception as exc:
@@ -75,7 +76,7 @@ def _run(job: Job, workloads: dict[str, Workload], replies: Connection) -> Finis
     replies.send(Started())
     try:
         result = run_trial(
-            workloads[job.objective],
+            workloads[key],
             job.config,
             job.budget,
             torch.device(job.device),

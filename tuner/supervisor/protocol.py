@@ -26,6 +26,7 @@ class Job:
     budget: Budget
     device: str
     seed: int
+    size: str = "small"  # a built-in workload's size
 
 
 @dataclass(frozen=True)

@@ -196,16 +196,16 @@ class LoaderConfig:
     prefetch_factor: int | None = None
 
     def __post_init__(self) -> None:
-        _int_at_least("data.num_workers", self.num_workers, 0)
+        _int_at_least("loader.num_workers", self.num_workers, 0)
         for field in ("pin_memory", "persistent_workers"):
             if not isinstance(getattr(self, field), bool):
-                raise _fail(f"data.{field}", "must be true or false", getattr(self, field))
+                raise _fail(f"loader.{field}", "must be true or false", getattr(self, field))
         if self.num_workers == 0:
             if self.persistent_workers:
-                raise _fail("data.persistent_workers", "needs num_workers > 0", True)
-            _absent("num_workers = 0", "data.prefetch_factor", self.prefetch_factor)
+                raise _fail("loader.persistent_workers", "needs num_workers > 0", True)
+            _absent("num_workers = 0", "loader.prefetch_factor", self.prefetch_factor)
         else:
-            _int_at_least("data.prefetch_factor", self.prefetch_factor, 1)
+            _int_at_least("loader.prefetch_factor", self.prefetch_factor, 1)
 
 
 @dataclass(frozen=True)

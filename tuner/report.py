@@ -216,7 +216,7 @@ def _report(view: StudyView) -> str:
         lines += ["", "failed or pruned:"] + [f"  {line}" for line in failures]
     dropped = view.attrs.get(StudyAttr.DROPPED)
     if isinstance(dropped, list) and dropped:
-        lines += ["", "dropped by hardware awareness:"]
+        lines += ["", "dropped (this device or workload cannot run them):"]
         lines += [
             "  " + one_line(f"{d.get('knob')}={d.get('value')}: {d.get('reason')}")
             for d in dropped

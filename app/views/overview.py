@@ -72,7 +72,7 @@ if failures:
                 pd.DataFrame(reasons, columns=["trial", "state", "reason"]), hide_index=True
             )
 
-st.subheader("Dropped by hardware awareness")
+st.subheader("Dropped: this device or workload cannot run them")
 dropped = dropped_rows(attrs.get(StudyAttr.DROPPED))
 if dropped.empty:
     st.text("nothing: every knob value of the space can run on this device")
@@ -84,5 +84,5 @@ with left:
     st.subheader("Spec")
     stored(attrs.get(StudyAttr.SPEC))
 with right:
-    st.subheader("Search space (after hardware awareness)")
+    st.subheader("Search space (after dropping what cannot run)")
     stored(attrs.get(StudyAttr.SPACE))

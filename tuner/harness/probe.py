@@ -137,22 +137,25 @@ def _dataset_batch(data: Datasets, split: str) -> tuple[Any, Any]:
             "target) pair; make collate_fn return inputs, targets"
         )
     for part, value in zip(("input", "target"), batch, strict=True):
-        if not _tensors(value):
+        stray = _not_a_tensor(value)
+        if stray is not None:
             raise WorkloadError(
-                f"{where}: a batch's {part} is a {type(value).__name__}, expected a tensor or "
-                "a tuple/dict of tensors; return tensors from __getitem__"
+                f"{where}: a batch's {part} holds {stray}, expected a tensor or a tuple/dict "
+                "of tensors; return tensors (or numbers) from __getitem__, or pass a collate_fn"
             )
     return batch[0], batch[1]
 
 
-def _tensors(value: Any) -> bool:
+def _not_a_tensor(value: Any) -> str | None:
+    """What in a collated value is not a tensor ("a str", "an empty dict"), or None."""
     if isinstance(value, torch.Tensor):
-        return True
-    if isinstance(value, dict):
-        return bool(value) and all(_tensors(v) for v in value.values())
-    if isinstance(value, tuple | list):
-        return bool(value) and all(_tensors(v) for v in value)
-    return False
+        return None
+    if isinstance(value, dict | tuple | list):
+        parts = list(value.values()) if isinstance(value, dict) else list(value)
+        if not parts:
+            return f"an empty {type(value).__name__}"
+        return next((found for v in parts if (found := _not_a_tensor(v))), None)
+    return f"a {type(value).__name__}"
 
 
 def _check_model(workload: Workload, model: torch.nn.Module, inputs: Any, targets: Any) -> None:

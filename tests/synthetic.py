@@ -510,6 +510,7 @@ class _Outcome:
             TrialAttr.THROUGHPUT_WINDOWS: windows,
             TrialAttr.COMPILE_S: self.compile_s,
             TrialAttr.WARMUP_S: warmup_s,
+            TrialAttr.LOADER_STARTUP_S: None,  # digits holds tensors: no loader to start
             TrialAttr.PEAK_MEMORY_BYTES: int(peak_mb * 2**20) // 4096 * 4096,
             TrialAttr.MEMORY_KIND: "cpu_peak_rss",
             TrialAttr.TRAIN_S: train_s,

@@ -72,3 +72,25 @@ def test_ci_runs_the_readmes_commands() -> None:
         "&& .venv/bin/tuner run studies/quick.toml"
     )
     assert (ROOT / first.split()[-1]).is_file()
+
+
+@pytest.mark.slow
+def test_the_dataset_example_searches_its_input_pipeline(tmp_path: Path) -> None:
+    import optuna
+
+    (tmp_path / "my_images.py").write_text(code_block("# my_images.py"))
+    (tmp_path / "spec.toml").write_text(
+        '[study]\nname = "noisy"\nobjective = "my_images.py:WORKLOAD"\nspace = "loader"\n'
+        'n_trials = 4\n[budget]\nepochs = 1\nevaluations = 1\ntime_limit_s = 60\n'
+    )
+    tuner = str(Path(sys.executable).with_name("tuner"))
+    run = subprocess.run(
+        [tuner, "run", "spec.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(
+        study_name="noisy", storage=f"sqlite:///{tmp_path / 'studies' / 'tuner.db'}"
+    )
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) >= 3
+    assert all(t.user_attrs["loader_startup_s"] > 0 for t in complete)

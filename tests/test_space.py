@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from tuner.space import (
     restrict,
     sample_config,
 )
+from tuner.space.sample import config_params, implementations
+from tuner.workload import WorkloadTraits
 
 TOP_PARAMS = (
     "optimizer",
@@ -44,6 +47,12 @@ TOP_PARAMS = (
     "clipping",
     "precision",
     "compile_mode",
+    "num_workers",
+    "pin_memory",
+    "channels_last",
+    "matmul_precision",
+    "cudnn_benchmark",
+    "activation_checkpointing",
 )
 
 
@@ -64,10 +73,20 @@ def searched_knobs(space: SearchSpace) -> dict[str, Knob]:
         "clipping.max_norm": space.max_norm,
         "precision": space.precision,
         "compile_mode": space.compile_mode,
+        "num_workers": space.num_workers,
+        "pin_memory": space.pin_memory,
+        "workers.persistent_workers": space.persistent_workers,
+        "workers.prefetch_factor": space.prefetch_factor,
+        "channels_last": space.channels_last,
+        "matmul_precision": space.matmul_precision,
+        "cudnn_benchmark": space.cudnn_benchmark,
+        "activation_checkpointing": space.activation_checkpointing,
     }
     for branch in (*space.optimizers, *space.schedules):
         for name, knob in branch.params:
             knobs[f"{branch.name}.{name}"] = knob
+    for branch in space.optimizers:
+        knobs[f"{branch.name}.optimizer_impl"] = implementations(space, OptimizerName(branch.name))
     return knobs
 
 
@@ -95,6 +114,12 @@ def expected_params(space: SearchSpace, config: TrialConfig) -> set[str]:
         }
     if config.grad_clip_norm is not None and not isinstance(space.max_norm, Fixed):
         names.add("clipping.max_norm")
+    if config.loader.num_workers > 0:
+        names |= {
+            n
+            for n in ("workers.persistent_workers", "workers.prefetch_factor")
+            if not isinstance(knobs[n], Fixed)
+        }
     return names
 
 
@@ -543,5 +568,115 @@ def test_restrict_rejects_a_knob_with_no_supported_choice(tmp_path: Path) -> Non
             CompileMode.MAX_AUTOTUNE: reason,
         }
     )
-    with pytest.raises(SpaceError, match=r"none of compile_mode=reduce-overhead, max-autotune can run here"):
+    with pytest.raises(
+        SpaceError, match=r"none of compile_mode=reduce-overhead, max-autotune can run here"
+    ):
         restrict(space, caps)
+
+
+# --- the input-pipeline and memory-layout knobs ----------------------------------------------
+
+PIPELINE = """
+extends = "quick"
+[optimizer]
+choices = ["sgd", "rmsprop", "adamw"]
+[data]
+num_workers = [0, 1, 2]
+pin_memory = [false, true]
+persistent_workers = [false, true]
+prefetch_factor = [2, 4]
+[performance]
+channels_last = [false, true]
+optimizer_impl = ["default", "fused"]
+matmul_precision = ["highest", "high", "medium"]
+cudnn_benchmark = [false, true]
+activation_checkpointing = [false, true]
+"""
+
+
+def test_loader_knobs_are_conditional_on_workers_and_fused_on_the_optimizer(
+    tmp_path: Path,
+) -> None:
+    space = load_space(write(tmp_path, "s.toml", PIPELINE))
+    seen: dict[str, set[Any]] = defaultdict(set)
+    for params, config in sample_many(space, 300):
+        workers = config.loader.num_workers
+        assert ("workers.prefetch_factor" in params) == (workers > 0)
+        assert (config.loader.prefetch_factor is None) == (workers == 0)
+        name = config.optimizer.name
+        assert (f"{name}.optimizer_impl" in params) == (name != OptimizerName.RMSPROP)
+        assert config_params(config, space) == params
+        for param, value in params.items():
+            seen[param].add(value)
+    assert seen["rmsprop.optimizer_impl"] == set()  # rmsprop has no fused kernel: fixed
+    assert seen["sgd.optimizer_impl"] == {"default", "fused"}
+    assert seen["workers.persistent_workers"] == {False, True}
+    assert seen["matmul_precision"] == {"highest", "high", "medium"}
+
+
+def test_a_space_whose_only_implementation_is_fused_needs_fused_optimizers(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "s.toml",
+        '[optimizer]\nchoices = ["adam", "rmsprop"]\n[performance]\noptimizer_impl = "fused"\n',
+    )
+    with pytest.raises(SpaceError, match="rmsprop has no fused implementation; add"):
+        load_space(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[data]\nnum_workers = 65\n", "data.num_workers: 65 is outside [0, 64]"),
+        ("[data]\npin_memory = 1\n", "data.pin_memory: 1 is not a boolean"),
+        ("[data]\nprefetch_factor = 0\n", "data.prefetch_factor: 0 is outside [1, 64]"),
+        ('[performance]\nmatmul_precision = "tf32"\n', "is not a matmul precision; use"),
+        ("[data]\nworkers = 2\n", "data.workers: unknown key; allowed here: num_workers"),
+    ],
+)
+def test_bad_pipeline_knobs_name_the_field(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(SpaceError, match=re.escape(expected)):
+        load_space(write(tmp_path, "s.toml", text))
+
+
+def test_the_workload_drops_what_it_cannot_use(tmp_path: Path) -> None:
+    space = load_space(write(tmp_path, "s.toml", PIPELINE))
+    tensors = WorkloadTraits(datasets=False, input_rank=2, checkpointable=False)
+    restricted, dropped = restrict(space, Capabilities(), tensors)
+    assert restricted.num_workers == Fixed(0)
+    assert restricted.pin_memory == Fixed(False)
+    assert restricted.channels_last == Fixed(False)
+    assert restricted.activation_checkpointing == Fixed(False)
+    reasons = {(d.knob, d.value): d.reason for d in dropped}
+    assert reasons[("num_workers", "2")].startswith("the workload's data are in-memory tensors")
+    assert "this workload's are 2-D" in reasons[("channels_last", "true")]
+    assert reasons[("activation_checkpointing", "true")] == (
+        "the workload declares no checkpoint_blocks"
+    )
+    images = WorkloadTraits(datasets=True, input_rank=4, checkpointable=True)
+    assert restrict(space, Capabilities(), images) == (space, ())
+
+
+def test_the_device_drops_cuda_only_knobs_and_a_fixed_one_is_an_error(tmp_path: Path) -> None:
+    caps = Capabilities(
+        unsupported_knobs={
+            "pin_memory": {True: "no CUDA"},
+            "matmul_precision": {"high": "no TF32"},
+        }
+    )
+    space, dropped = restrict(load_space(write(tmp_path, "s.toml", PIPELINE)), caps)
+    assert space.pin_memory == Fixed(False)
+    assert space.matmul_precision == Choice(("highest", "medium"))
+    assert [(d.knob, d.value) for d in dropped] == [
+        ("pin_memory", "true"),
+        ("matmul_precision", "high"),
+    ]
+    fixed = load_space(write(tmp_path, "f.toml", "[data]\npin_memory = true\n"))
+    with pytest.raises(
+        SpaceError,
+        match=r"^data\.pin_memory: pin_memory=true cannot run here: no CUDA; set data\.pin_memory "
+        "to one of false$",
+    ):
+        restrict(fixed, caps)

@@ -92,6 +92,10 @@ def test_identity_ignores_run_length_but_not_the_experiment(tmp_path: Path) -> N
         (GOOD + '[run]\ndevice = "tpu"\n', "run.device: must be one of auto, cpu, cuda, got 'tpu'"),
         (GOOD + "[run]\nthreads = 0\n", "run.threads: must be an integer in [1, "),
         (
+            GOOD.replace("[budget]", 'size = "huge"\n[budget]'),
+            "study.size: must be one of small, gpu, got 'huge'",
+        ),
+        (
             GOOD + "[run]\nmemory_budget_mb = true\n",
             "run.memory_budget_mb: must be a number in (0, 1000000000], got True",
         ),

@@ -118,3 +118,24 @@ def test_printing_on_import_goes_to_stderr(
     assert load_workload(f"{path}:WORKLOAD").name == "toy"
     out, err = capsys.readouterr()
     assert (out, err) == ("", "loading data\n")  # stdout carries tuner's own output
+
+
+def test_a_files_sibling_modules_import(tmp_path: Path) -> None:
+    (tmp_path / "shared_model.py").write_text(
+        "from tests.toy_workload import WORKLOAD as BASE\nNAME = 'split'\n"
+    )
+    path = tmp_path / "train.py"
+    path.write_text(
+        "import dataclasses\nfrom shared_model import BASE, NAME\n"
+        "WORKLOAD = dataclasses.replace(BASE, name=NAME)\n"
+    )
+    assert load_workload(f"{path}:WORKLOAD").name == "split"
+
+
+def test_sizes_pick_a_builtin_workload_and_refuse_a_users() -> None:
+    assert load_workload("digits").name == "digits"
+    assert load_workload("charlm", "gpu").name == "charlm-gpu"
+    with pytest.raises(WorkloadError, match="sizes apply to the built-in workloads"):
+        load_workload(f"{TOY}:WORKLOAD", "gpu")
+    with pytest.raises(WorkloadError, match="size 'huge': not a workload size; use one of"):
+        load_workload("digits", "huge")

@@ -36,7 +36,26 @@ def knob_cells(knobs: dict[str, Any]) -> dict[str, str]:
         "precision": str(knobs.get("precision", "?")),
         "compile": str(knobs.get("compile_mode", "?")),
         "clip": "off" if clip is None else figure_cell(clip, ".3g"),
+        "other": _others(knobs),
     }
+
+
+def _others(knobs: dict[str, Any]) -> str:
+    """The input-pipeline and layout knobs that differ from PyTorch's defaults, e.g.
+    ``workers=2 persistent prefetch=4, channels_last, fused``; ``-`` when none do."""
+    parts = []
+    workers = knobs.get("num_workers")
+    if workers:
+        persistent = " persistent" if knobs.get("persistent_workers") else ""
+        parts.append(f"workers={workers}{persistent} prefetch={knobs.get('prefetch_factor')}")
+    for flag in ("pin_memory", "channels_last", "cudnn_benchmark", "activation_checkpointing"):
+        if knobs.get(flag) is True:
+            parts.append(flag)
+    if knobs.get("optimizer_impl") not in (None, "default"):
+        parts.append(str(knobs["optimizer_impl"]))
+    if knobs.get("matmul_precision") not in (None, "highest"):
+        parts.append(f"matmul={knobs['matmul_precision']}")
+    return ", ".join(parts) or "-"
 
 
 def number(value: Any) -> float | None:

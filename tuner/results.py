@@ -46,6 +46,28 @@ KNOBS = (
     "grad_clip_norm",
     "precision",
     "compile_mode",
+    "num_workers",
+    "pin_memory",
+    "persistent_workers",
+    "prefetch_factor",
+    "channels_last",
+    "optimizer_impl",
+    "matmul_precision",
+    "cudnn_benchmark",
+    "activation_checkpointing",
+)
+#: The top-level performance knobs of a stored config, read as they are.
+_PERFORMANCE = (
+    "batch_size",
+    "accumulation_steps",
+    "grad_clip_norm",
+    "precision",
+    "compile_mode",
+    "channels_last",
+    "optimizer_impl",
+    "matmul_precision",
+    "cudnn_benchmark",
+    "activation_checkpointing",
 )
 
 
@@ -60,9 +82,10 @@ def knobs_of(config: dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(betas, list | tuple) and len(betas) == 2:
         flat |= {"beta1": betas[0], "beta2": betas[1]}
     flat |= {k: v for k, v in schedule.items() if k != "name"}
-    for key in ("batch_size", "accumulation_steps", "grad_clip_norm", "precision", "compile_mode"):
-        flat[key] = config.get(key)
-    batch, accumulation = flat["batch_size"], flat["accumulation_steps"]
+    flat |= {key: config[key] for key in _PERFORMANCE if key in config}
+    loader = _table(config, "loader")
+    flat |= {k: v for k, v in loader.items() if k != "prefetch_factor" or v is not None}
+    batch, accumulation = flat.get("batch_size"), flat.get("accumulation_steps")
     if isinstance(batch, int) and isinstance(accumulation, int):
         flat["effective_batch"] = batch * accumulation
     return {k: flat[k] for k in KNOBS if k in flat}

@@ -277,7 +277,7 @@ def hover_texts(part: pd.DataFrame, metric_name: str) -> list[str]:
             f"<b>trial {row['trial']}</b>{' (baseline)' if row.get('baseline') else ''}{role}<br>"
             f"{html(metric_name)} {label(row['metric'])}  Δ {delta_cell(versus)}<br>"
             f"{'?' if throughput is None else f'{throughput:,.0f}'} samples/s  "
-            f"speedup {speedup_cell(versus)}<br>{html(' · '.join(knob_cells(knobs).values()))}"
+            f"speedup {speedup_cell(versus)}<br>{html(' · '.join(v for v in knob_cells(knobs).values() if v != '-'))}"
         )
     return texts
 

@@ -24,6 +24,9 @@ _FIRST_KNOBS = (
     "grad_clip_norm",
     "precision",
     "compile_mode",
+    "num_workers",
+    "channels_last",
+    "optimizer_impl",
 )
 
 study = data.current()

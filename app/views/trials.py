@@ -30,6 +30,9 @@ _SHOWN = (
     "accumulation_steps",
     "precision",
     "compile_mode",
+    "num_workers",
+    "channels_last",
+    "optimizer_impl",
     "peak_memory_mb",
     "failure_kind",
 )

@@ -277,7 +277,7 @@ def hover_texts(part: pd.DataFrame, metric_name: str) -> list[str]:
             f"<b>trial {row['trial']}</b>{' (baseline)' if row.get('baseline') else ''}{role}<br>"
             f"{html(metric_name)} {label(row['metric'])}  Δ {delta_cell(versus)}<br>"
             f"{'?' if throughput is None else f'{throughput:,.0f}'} samples/s  "
-            f"speedup {speedup_cell(versus)}<br>{html(' · '.join(v for v in knob_cells(knobs).values() if v != '-'))}"
+            f"speedup {speedup_cell(versus)}<br>{html(_knob_line(knobs))}"
         )
     return texts
 
@@ -297,3 +297,8 @@ def selected_trial(points: Sequence[Mapping[str, Any]]) -> int | None:
         if isinstance(data, int | float) and not isinstance(data, bool):
             return int(data)
     return None
+
+
+def _knob_line(knobs: dict[str, Any]) -> str:
+    """The knob cells of a hover, without the placeholder of an empty cell."""
+    return " · ".join(cell for cell in knob_cells(knobs).values() if cell != "-")

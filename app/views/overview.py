@@ -1,5 +1,5 @@
-"""Overview: what the study is (spec, space, device), what was dropped as unable to run here and why,
-how its trials ended, and what every relative figure is relative to (the baseline)."""
+"""Overview: what the study is (spec, space, device), what was dropped as unable to run here
+and why, how its trials ended, and what every relative figure is relative to (the baseline)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from tuner.config import TrialConfig
 from tuner.export import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["run", "show", "list", "export", "app"]
+COMMANDS = ["run", "show", "list", "export", "profile", "app"]
 
 SPEC = """
 [study]

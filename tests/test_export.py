@@ -1,9 +1,10 @@
-"""tuner.export: YAML/JSON round trips, the Python snippet against build_training, safety."""
+"""tuner.export: YAML/JSON round trips, the Python snippet against tuner.knobs, safety."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.util
 import io
 import json
 import math
@@ -11,7 +12,9 @@ import re
 import subprocess
 import sys
 import tokenize
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,10 +23,15 @@ import yaml
 from torch import nn
 
 from tests.test_knobs import lr_sequence
+from tuner import knobs
 from tuner.config import (
+    DEFAULT_BASELINE,
     CompileMode,
     ConfigError,
+    LoaderConfig,
+    MatmulPrecision,
     OptimizerConfig,
+    OptimizerImpl,
     OptimizerName,
     Precision,
     ScheduleConfig,
@@ -34,6 +42,31 @@ from tuner.config import (
 from tuner.errors import UserError
 from tuner.export import ExportFormat, Provenance, load_config, render
 from tuner.knobs import build_training
+
+#: Every knob added with the input pipeline and performance flags, set off its default (no
+#: pin_memory: these tests run on CPU machines, where torch only warns about it).
+EVERY_KNOB = TrialConfig(
+    OptimizerConfig(OptimizerName.ADAMW, lr=3e-3, weight_decay=0.01, betas=(0.9, 0.99)),
+    ScheduleConfig(ScheduleName.COSINE),
+    batch_size=16,
+    accumulation_steps=2,
+    loader=LoaderConfig(
+        num_workers=2, pin_memory=False, persistent_workers=True, prefetch_factor=4
+    ),
+    channels_last=True,
+    optimizer_impl=OptimizerImpl.FUSED,
+    matmul_precision=MatmulPrecision.MEDIUM,
+    cudnn_benchmark=True,
+    activation_checkpointing=True,
+)
+NEW_KNOBS = (
+    "loader",
+    "channels_last",
+    "optimizer_impl",
+    "matmul_precision",
+    "cudnn_benchmark",
+    "activation_checkpointing",
+)
 
 CONFIGS = {
     "sgd-constant": TrialConfig(
@@ -76,18 +109,51 @@ CONFIGS = {
         accumulation_steps=3,
         grad_clip_norm=2.0,
         compile_mode=CompileMode.REDUCE_OVERHEAD,
+        loader=LoaderConfig(num_workers=1, pin_memory=True, prefetch_factor=2),
+        optimizer_impl=OptimizerImpl.FOREACH,
+        matmul_precision=MatmulPrecision.HIGH,
     ),
+    "adamw-every-knob": EVERY_KNOB,
 }
 PROVENANCE = Provenance("cifar", 12, "accuracy", 0.9134, 4523.1, "NVIDIA H200")
 EVIL = 'x"\nimport os; os.system("rm -rf /")#'
 
 
-def test_configs_cover_every_optimizer_schedule_precision_and_compile_mode() -> None:
+def test_configs_cover_every_value_of_every_knob() -> None:
     configs = CONFIGS.values()
     assert {c.optimizer.name for c in configs} == set(OptimizerName)
     assert {c.schedule.name for c in configs} == set(ScheduleName)
     assert {c.precision for c in configs} == set(Precision)
     assert {c.compile_mode for c in configs} == set(CompileMode)
+    assert {c.optimizer_impl for c in configs} == set(OptimizerImpl)
+    assert {c.matmul_precision for c in configs} == set(MatmulPrecision)
+    for knob in ("channels_last", "cudnn_benchmark", "activation_checkpointing"):
+        assert {getattr(c, knob) for c in configs} == {False, True}, knob
+    for knob in ("pin_memory", "persistent_workers"):
+        assert {getattr(c.loader, knob) for c in configs} == {False, True}, knob
+    assert {c.loader.num_workers > 0 for c in configs} == {False, True}
+
+
+def test_every_knob_config_sets_each_new_knob_off_its_default() -> None:
+    defaults = TrialConfig(EVERY_KNOB.optimizer, EVERY_KNOB.schedule, EVERY_KNOB.batch_size)
+    for knob in NEW_KNOBS:
+        assert getattr(EVERY_KNOB, knob) != getattr(defaults, knob), knob
+    for field in ("num_workers", "persistent_workers", "prefetch_factor"):
+        assert getattr(EVERY_KNOB.loader, field) != getattr(defaults.loader, field), field
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend_flags() -> Iterator[None]:
+    """The snippet and build_training set process-wide torch flags; put them back."""
+    precision, benchmark = torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark
+    yield
+    torch.set_float32_matmul_precision(precision)
+    torch.backends.cudnn.benchmark = benchmark
+
+
+def blocks(config: TrialConfig, model: nn.Module) -> dict[str, Any]:
+    """The snippet's checkpoint_blocks argument, which it takes when checkpointing is on."""
+    return {"checkpoint_blocks": [model]} if config.activation_checkpointing else {}
 
 
 def groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
@@ -102,9 +168,74 @@ def test_data_exports_round_trip(name: str, fmt: ExportFormat, tmp_path: Path) -
     path.write_text(render(config, PROVENANCE, fmt))
     loaded = load_config(path)
     assert loaded == config
-    built = build_training(config, nn.Linear(4, 2), total_steps=50)
-    rebuilt = build_training(loaded, nn.Linear(4, 2), total_steps=50)
+    for knob in NEW_KNOBS:  # spelled out: a field lost on the way would read as its default
+        assert getattr(loaded, knob) == getattr(config, knob), knob
+    built = build_training(config, nn.Linear(4, 2), 50, checkpoint_blocks=lambda m: [m])
+    rebuilt = build_training(loaded, nn.Linear(4, 2), 50, checkpoint_blocks=lambda m: [m])
     assert groups(rebuilt.optimizer) == groups(built.optimizer)
+
+
+# What `tuner export` wrote before the input-pipeline and performance knobs existed.
+OLD_EXPORT = """\
+tuner_export: 1
+provenance:
+  study: cifar
+  trial: 12
+  metric_name: accuracy
+  metric: 0.9134
+  throughput: 4523.1
+  device: NVIDIA H200
+  baseline_trial: null
+  speedup: null
+  metric_delta: null
+config:
+  optimizer:
+    name: sgd
+    lr: 0.1
+    weight_decay: 0.0005
+    momentum: 0.9
+    nesterov: true
+  schedule:
+    name: step
+    step_every: 0.3
+    step_gamma: 0.1
+  batch_size: 32
+  accumulation_steps: 2
+  grad_clip_norm: 1.0
+  precision: bf16
+  compile_mode: max-autotune
+"""
+
+
+@pytest.mark.parametrize("fmt", [ExportFormat.YAML, ExportFormat.JSON])
+def test_an_export_from_before_the_new_knobs_loads_them_as_defaults(
+    fmt: ExportFormat, tmp_path: Path
+) -> None:
+    document = yaml.safe_load(OLD_EXPORT)
+    assert not set(NEW_KNOBS) & set(document["config"])
+    path = tmp_path / f"old.{fmt.value}"
+    path.write_text(OLD_EXPORT if fmt == ExportFormat.YAML else json.dumps(document, indent=2))
+    loaded = load_config(path)
+    assert loaded == TrialConfig(
+        OptimizerConfig(OptimizerName.SGD, lr=0.1, weight_decay=5e-4, momentum=0.9, nesterov=True),
+        ScheduleConfig(ScheduleName.STEP, step_every=0.3, step_gamma=0.1),
+        batch_size=32,
+        accumulation_steps=2,
+        grad_clip_norm=1.0,
+        precision=Precision.BF16,
+        compile_mode=CompileMode.MAX_AUTOTUNE,
+    )
+    # What the old run used: torch's defaults, no workers, nothing recomputed.
+    assert {knob: getattr(loaded, knob) for knob in NEW_KNOBS} == {
+        "loader": LoaderConfig(
+            num_workers=0, pin_memory=False, persistent_workers=False, prefetch_factor=None
+        ),
+        "channels_last": False,
+        "optimizer_impl": OptimizerImpl.DEFAULT,
+        "matmul_precision": MatmulPrecision.HIGHEST,
+        "cudnn_benchmark": False,
+        "activation_checkpointing": False,
+    }
 
 
 @pytest.mark.parametrize("fmt", [ExportFormat.YAML, ExportFormat.JSON])
@@ -150,6 +281,22 @@ def exec_snippet(source: str) -> dict[str, Any]:
     return namespace
 
 
+def conv_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(12, 2))
+
+
+def channels_last(model: nn.Module) -> bool:
+    """Whether every 4-D weight of `model` is in channels_last layout, and only that."""
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    assert weights
+    layouts = {
+        p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        for p in weights
+    }
+    assert len(layouts) == 1
+    return layouts.pop()
+
+
 @pytest.mark.parametrize("total_steps", [1, 3, 20])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_python_snippet_builds_what_build_training_builds(name: str, total_steps: int) -> None:
@@ -158,15 +305,26 @@ def test_python_snippet_builds_what_build_training_builds(name: str, total_steps
     assert namespace["BATCH_SIZE"] == config.batch_size
     assert namespace["ACCUMULATION_STEPS"] == config.accumulation_steps
 
-    model = nn.Linear(4, 2)
+    # Start from the other values, so the snippet must set both flags itself.
+    other = "high" if config.matmul_precision is MatmulPrecision.HIGHEST else "highest"
+    torch.set_float32_matmul_precision(other)
+    torch.backends.cudnn.benchmark = not config.cudnn_benchmark
+    model = conv_net()
     model_to_train, eager, optimizer, scheduler, scaler, autocast = namespace["make_training"](
-        model, total_steps
+        model, total_steps, **blocks(config, model)
     )
-    setup = build_training(config, nn.Linear(4, 2), total_steps, "cpu")
+    flags = torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark
+    assert flags == (config.matmul_precision.value, config.cudnn_benchmark)
+    setup = build_training(config, conv_net(), total_steps, "cpu", lambda m: [m])
     assert eager is model
+    assert channels_last(model) == channels_last(setup.eager_model) == config.channels_last
     assert (model_to_train is model) == (setup.model is setup.eager_model)
     assert type(optimizer) is type(setup.optimizer)
     assert groups(optimizer) == groups(setup.optimizer)
+    implementation = {key: optimizer.defaults.get(key) for key in ("foreach", "fused")}
+    assert implementation == {key: setup.optimizer.defaults.get(key) for key in implementation}
+    if config.optimizer_impl is not OptimizerImpl.DEFAULT:
+        assert implementation[config.optimizer_impl.value] is True
     assert type(scheduler) is type(setup.scheduler)
     assert scaler.is_enabled() == setup.scaler.is_enabled()
     dtype = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}.get(config.precision)
@@ -180,6 +338,32 @@ def test_python_snippet_builds_what_build_training_builds(name: str, total_steps
     assert groups(optimizer) == groups(setup.optimizer)  # momentum/betas not cycled either
 
 
+LOADER_ATTRS = (
+    "batch_size",
+    "drop_last",
+    "num_workers",
+    "pin_memory",
+    "persistent_workers",
+    "prefetch_factor",
+)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_python_snippet_make_loader_builds_what_knobs_builds(name: str) -> None:
+    config = CONFIGS[name]
+    make_loader = exec_snippet(render(config, PROVENANCE, "python"))["make_loader"]
+    data = torch.utils.data.TensorDataset(torch.randn(40, 4), torch.randn(40, 2))
+    generator = torch.Generator()
+    collate = torch.utils.data.default_collate
+    ours = make_loader(data, generator=generator, collate_fn=collate)
+    theirs = knobs.make_loader(config, data, generator=torch.Generator())
+    for attr in LOADER_ATTRS:
+        assert getattr(ours, attr) == getattr(theirs, attr), attr
+    assert isinstance(ours.sampler, torch.utils.data.RandomSampler)  # training: shuffled
+    assert ours.generator is generator and ours.collate_fn is collate
+    assert ours.worker_init_fn is None and theirs.worker_init_fn is None  # torch seeds them
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_python_snippet_trains(name: str) -> None:
     # Compiling would take a while on CPU and is torch's business; the loop is what is tested.
@@ -190,24 +374,223 @@ def test_python_snippet_trains(name: str) -> None:
     loader = torch.utils.data.DataLoader(data, batch_size=namespace["BATCH_SIZE"], shuffle=True)
     model = nn.Linear(4, 2)
     before = model.weight.detach().clone()
-    trained = namespace["train_steps"](model, loader, nn.functional.mse_loss, 3)
+    trained = namespace["train_steps"](
+        model, loader, nn.functional.mse_loss, 3, **blocks(config, model)
+    )
     assert trained is model and not trained.training  # handed back ready to evaluate
     assert torch.isfinite(model.weight).all() and not torch.equal(model.weight, before)
 
 
+# The two ends: plain PyTorch defaults, and every input-pipeline and performance knob tuned.
+ENDS = {"baseline": DEFAULT_BASELINE, "every-knob": EVERY_KNOB}
+
+
+def function_source(source: str, name: str) -> str:
+    """The source of top-level function `name` of `source`, its comments included."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return ast.get_source_segment(source, node) or ""
+    raise AssertionError(f"no function {name}")
+
+
+def call_keywords(source: str, callee: str) -> dict[str, str]:
+    """The keyword arguments, as source, of the one call to `callee` in `source` (``**``
+    for a ``**mapping``)."""
+    calls = [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == callee
+    ]
+    assert len(calls) == 1, callee
+    return {keyword.arg or "**": ast.unparse(keyword.value) for keyword in calls[0].keywords}
+
+
+def code_names(source: str) -> set[str]:
+    """The names in `source`'s code, not in its comments and strings."""
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return {token.string for token in tokens if token.type == tokenize.NAME}
+
+
+@pytest.mark.parametrize("name", list(ENDS))
+def test_python_snippet_carries_the_tuned_loader_and_performance_knobs(name: str) -> None:
+    config = ENDS[name]
+    source = render(config, PROVENANCE, "python")
+    compile(source, "tuned.py", "exec")
+    loader = config.loader
+
+    expected = {
+        "batch_size": "BATCH_SIZE",
+        "shuffle": "True",
+        "drop_last": "True",
+        "generator": "generator",
+        "collate_fn": "collate_fn",
+        "num_workers": repr(loader.num_workers),
+        "pin_memory": repr(loader.pin_memory),
+    }
+    if loader.num_workers > 0:  # torch rejects these without workers
+        expected |= {
+            "persistent_workers": repr(loader.persistent_workers),
+            "prefetch_factor": repr(loader.prefetch_factor),
+        }
+    make_loader = function_source(source, "make_loader")
+    assert call_keywords(make_loader, "torch.utils.data.DataLoader") == expected
+
+    make_training = function_source(source, "make_training")
+    precision = config.matmul_precision.value
+    assert f'torch.set_float32_matmul_precision("{precision}")' in make_training
+    assert f"torch.backends.cudnn.benchmark = {config.cudnn_benchmark}" in make_training
+    adam = {OptimizerName.ADAM: "Adam", OptimizerName.ADAMW: "AdamW"}[config.optimizer.name]
+    optimizer = call_keywords(make_training, f"torch.optim.{adam}")
+    assert {key: optimizer.get(key) for key in ("foreach", "fused")} == {
+        "foreach": None,
+        "fused": "True" if config.optimizer_impl is OptimizerImpl.FUSED else None,
+    }
+
+    train_steps = function_source(source, "train_steps")
+    pin = loader.pin_memory
+    assert f"inputs = inputs.to(device, non_blocking={pin})" in train_steps
+    assert f"targets = targets.to(device, non_blocking={pin})" in train_steps
+    to_nhwc = "inputs = inputs.contiguous(memory_format=torch.channels_last)"
+    if config.channels_last:
+        assert "model = model.to(memory_format=torch.channels_last)" in make_training
+        tree = ast.parse(train_steps)
+        branches = {
+            (ast.unparse(n.test), *map(ast.unparse, n.body))
+            for n in ast.walk(tree)
+            if isinstance(n, ast.If)
+        }
+        assert ("inputs.dim() == 4", to_nhwc) in branches
+    else:
+        assert "channels_last" not in code_names(source)
+        assert "# channels_last was off in the tuned run" in make_training
+
+    demo = source[source.index('if __name__ == "__main__":') :]
+    assert "loader = make_loader(torch.utils.data.TensorDataset(inputs, targets))" in demo
+
+    if config.activation_checkpointing:
+        assert "make_training(model, total_steps, checkpoint_blocks=model.blocks)" in make_training
+        assert "checkpoint_blocks=None" in make_training.splitlines()[0]
+        assert "checkpoint_blocks=None" in train_steps.splitlines()[0]
+        recompute = function_source(source, "_recompute_in_backward")
+        keywords = call_keywords(recompute, "torch.utils.checkpoint.checkpoint")
+        assert keywords == {"use_reentrant": "False", "**": "kwargs"}
+    else:
+        assert "# Activation checkpointing was off in the tuned run." in make_training
+        assert not {"checkpoint", "checkpoint_blocks", "_recompute_in_backward"} & code_names(
+            source
+        )
+
+
 @pytest.mark.slow
-def test_python_snippet_run_as_a_script_trains_a_toy_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "config",
+    [
+        DEFAULT_BASELINE,
+        EVERY_KNOB,
+        dataclasses.replace(
+            CONFIGS["adamw-one-cycle"], precision=Precision.BF16, compile_mode=CompileMode.OFF
+        ),
+    ],
+    ids=["baseline", "every-knob", "adamw-one-cycle-bf16"],
+)
+def test_python_snippet_run_as_a_script_trains_a_toy_model(
+    config: TrialConfig, tmp_path: Path
+) -> None:
     path = tmp_path / "tuned.py"
-    config = dataclasses.replace(
-        CONFIGS["adamw-one-cycle"], precision=Precision.BF16, compile_mode=CompileMode.OFF
-    )
     path.write_text(render(config, PROVENANCE, "python"))
     result = subprocess.run(
         [sys.executable, str(path)], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    before, after = map(float, re.findall(r"(\d+\.\d+)", result.stdout.split("loss")[1]))
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("30 tuned optimizer steps on a toy task: loss "), result.stdout
+    before, after = map(float, re.findall(r"(\d+\.\d+)", line.split("loss")[1]))
     assert after < before
+
+
+class _Block(nn.Module):
+    """A conv block that counts its forward calls: a checkpointed one runs again in backward."""
+
+    def __init__(self, channels_in: int, channels_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels_in, channels_out, 3, padding=1)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return torch.relu(self.conv(x))
+
+
+class _ConvNet(nn.Module):
+    """A small image model with repeated blocks; it records whether its inputs are NHWC."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(_Block(3, 8), _Block(8, 8))
+        self.head = nn.Linear(8, 2)
+        self.nhwc_inputs: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.nhwc_inputs.append(x.is_contiguous(memory_format=torch.channels_last))
+        return self.head(self.blocks(x).mean((2, 3)))
+
+
+def import_snippet(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The export as a user's importable module: DataLoader workers started by spawn or
+    forkserver unpickle its worker_init_fn by module name."""
+    path = tmp_path / "tuned_snippet.py"
+    path.write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.spec_from_file_location("tuned_snippet", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "tuned_snippet", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_python_snippet_applies_every_knob_to_an_image_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = EVERY_KNOB
+    tuned = import_snippet(render(config, PROVENANCE, "python"), tmp_path, monkeypatch)
+    torch.manual_seed(0)
+    images = torch.randn(64, 3, 6, 6)
+    data = torch.utils.data.TensorDataset(images, (images.mean((1, 2, 3)) > 0).long())
+
+    loader = tuned.make_loader(data, generator=torch.Generator().manual_seed(0))
+    assert (loader.batch_size, loader.drop_last) == (config.batch_size, True)
+    assert loader.num_workers == config.loader.num_workers
+    assert loader.persistent_workers == config.loader.persistent_workers
+    assert loader.prefetch_factor == config.loader.prefetch_factor
+    assert loader.pin_memory == config.loader.pin_memory
+
+    model = _ConvNet()
+    _, eager, optimizer, *_ = tuned.make_training(model, 4, checkpoint_blocks=model.blocks)
+    assert eager is model
+    assert optimizer.defaults["fused"] is True
+    assert torch.get_float32_matmul_precision() == config.matmul_precision.value
+    assert torch.backends.cudnn.benchmark is config.cudnn_benchmark
+    for block in model.blocks:
+        assert block.conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert not block.conv.weight.is_contiguous()
+    with pytest.raises(ValueError, match="checkpoint_blocks"):
+        tuned.make_training(_ConvNet(), 4)
+
+    # The loop, through the workers: NHWC inputs, and each block run again in backward.
+    model = _ConvNet()
+    before = model.head.weight.detach().clone()
+    trained = tuned.train_steps(
+        model, loader, nn.functional.cross_entropy, 2, checkpoint_blocks=model.blocks
+    )
+    micro_batches = 2 * config.accumulation_steps
+    assert model.nhwc_inputs == [True] * micro_batches
+    assert [block.calls for block in model.blocks] == [2 * micro_batches] * 2
+    assert torch.isfinite(model.head.weight).all()
+    assert not torch.equal(model.head.weight, before)
+    with torch.no_grad():
+        trained(images[:4].contiguous(memory_format=torch.channels_last))
+    assert [block.calls for block in model.blocks] == [2 * micro_batches + 1] * 2  # no recompute
 
 
 def test_python_snippet_rejects_an_empty_loader_and_no_steps() -> None:
@@ -233,12 +616,51 @@ def test_python_snippet_shows_the_accumulation_loop(name: str) -> None:
     assert body.index("scaler.step(optimizer)") < body.index("scheduler.step()")
 
 
+def long_floats(config: TrialConfig) -> TrialConfig:
+    """`config` with floats of 17 digits, as samplers draw them: the longest literals."""
+    optimizer = config.optimizer
+    optimizer = dataclasses.replace(
+        optimizer,
+        lr=0.00012345678901234567,
+        weight_decay=0.012345678901234567,
+        momentum=None if optimizer.momentum is None else 0.8123456789012345,
+        betas=None if optimizer.betas is None else (0.8512345678901234, 0.9912345678901234),
+        alpha=None if optimizer.alpha is None else 0.9812345678901234,
+    )
+    fields = ("step_every", "step_gamma", "pct_start", "warmup_fraction")
+    changes: dict[str, Any] = {
+        field: 0.2512345678901234 for field in fields if getattr(config.schedule, field) is not None
+    }
+    schedule = dataclasses.replace(config.schedule, **changes)
+    clip = None if config.grad_clip_norm is None else 1.2345678901234567
+    return dataclasses.replace(config, optimizer=optimizer, schedule=schedule, grad_clip_norm=clip)
+
+
+@pytest.mark.parametrize("floats", ["short", "long"])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_python_snippet_is_ruff_clean_in_100_columns(name: str, floats: str) -> None:
+    config = long_floats(CONFIGS[name]) if floats == "long" else CONFIGS[name]
+    source = render(config, PROVENANCE, "python")
+    assert max(len(line) for line in source.splitlines()) <= 100
+    options = ["--isolated", "--line-length", "100", "--target-version", "py311"]
+    options += ["--stdin-filename", "tuned.py", "-"]
+    for command in (["format", "--diff"], ["check", "--select", "E,F,W,I,B"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, *options],
+            input=source,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_python_snippet_floats_round_trip_exactly() -> None:
     source = render(CONFIGS["sgd-nesterov-step-clip"], PROVENANCE, "python")
     assert "lr=0.30000000000000004" in source
 
 
-def test_provenance_cannot_inject_code() -> None:
+@pytest.mark.parametrize("name", ["sgd-nesterov-step-clip", "adamw-every-knob"])
+def test_provenance_cannot_inject_code(name: str) -> None:
     provenance = Provenance(
         study=EVIL,
         trial=7,
@@ -247,7 +669,8 @@ def test_provenance_cannot_inject_code() -> None:
         throughput=10.0,
         device="cpu\u2028import os\x00\x1b[2J\x0bos.system('x')",
     )
-    source = render(CONFIGS["sgd-nesterov-step-clip"], provenance, "python")
+    config = CONFIGS[name]
+    source = render(config, provenance, "python")
     tree = ast.parse(source)
     imported = set()
     for node in ast.walk(tree):
@@ -256,7 +679,8 @@ def test_provenance_cannot_inject_code() -> None:
         assert not isinstance(node, ast.ImportFrom)
         assert not (isinstance(node, ast.Name) and node.id == "os")
         assert not (isinstance(node, ast.Attribute) and node.attr == "system")
-    assert imported == {"functools", "torch"}
+    checkpointing = {"torch.utils.checkpoint"} if config.activation_checkpointing else set()
+    assert imported == {"functools", "torch"} | checkpointing
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if "os.system" in token.string or token.string == "os":
             assert token.type in (tokenize.COMMENT, tokenize.STRING), token

@@ -81,7 +81,7 @@ def test_the_dataset_example_searches_its_input_pipeline(tmp_path: Path) -> None
     (tmp_path / "my_images.py").write_text(code_block("# my_images.py"))
     (tmp_path / "spec.toml").write_text(
         '[study]\nname = "noisy"\nobjective = "my_images.py:WORKLOAD"\nspace = "loader"\n'
-        'n_trials = 4\n[budget]\nepochs = 1\nevaluations = 1\ntime_limit_s = 60\n'
+        "n_trials = 4\n[budget]\nepochs = 1\nevaluations = 1\ntime_limit_s = 60\n"
     )
     tuner = str(Path(sys.executable).with_name("tuner"))
     run = subprocess.run(

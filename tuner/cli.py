@@ -1,6 +1,7 @@
 """The `tuner` command. Each command parses, calls one library function and prints.
 
-torch is imported only inside `run`, so `--help`, `list`, `show` and `export` answer at once.
+torch is imported only inside `run` and `profile`, so `--help`, `list`, `show` and `export`
+answer at once.
 A UserError becomes one line on stderr and exit code 2.
 """
 
@@ -254,6 +255,44 @@ def export(study: str, pick_text: str, fmt: str, output: str | None, storage: st
         click.echo(f"wrote {output} (trial {trial.number})", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))
+
+
+@cli.command()
+@click.argument("study", required=False)
+@click.option("--trial", type=click.IntRange(0), metavar="N", help="The trial of STUDY to profile.")
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False), help="Instead of STUDY.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="With --spec.")
+@click.option(
+    "--steps",
+    type=click.IntRange(1, 10_000),
+    default=10,
+    show_default=True,
+    help="Steady optimizer steps to profile (as many again are timed without the profiler).",
+)
+@click.option("--trace", type=click.Path(dir_okay=False), help="Chrome trace JSON to write.")
+@storage_option
+@_user_errors
+def profile(
+    study: str | None,
+    trial: int | None,
+    spec_file: str | None,
+    config_file: str | None,
+    steps: int,
+    trace: str | None,
+    storage: str | None,
+) -> None:
+    """Profile one config's training steps: where does the time go?
+
+    Either STUDY --trial N (the trial's stored config; 0 is the baseline) or --spec SPEC
+    --config FILE (a config from `tuner export`). Runs the warm-up steps, then profiles
+    --steps optimizer steps; prints each phase's share of a step, a verdict with the knob to
+    try, the top ops, and writes a Chrome trace (default: profile-STUDY-N.json here).
+    """
+    from tuner.profiling import format_profile, resolve_target, run_profile, trace_path
+
+    where = _study_ref(study, storage) if study is not None else None
+    target = resolve_target(where, trial, spec_file, config_file, storage=storage is not None)
+    click.echo(format_profile(run_profile(target, steps, trace_path(trace, target))))
 
 
 @cli.command()

@@ -2,9 +2,9 @@
 
 YAML and JSON exports are data (``load_config`` reads them back, and `tuner.knobs` applies
 them). The Python export is code a user pastes into their own training script, so it is built
-only from ``repr()`` of validated numbers and from fixed enum-to-torch tables: a study or
-device name reaches it only as a sanitised comment, never as code. This module imports no
-torch, so the CLI's ``export`` answers instantly.
+only from ``repr()`` of validated numbers and from the fixed enum-to-torch tables of
+`tuner.export_template`: a study or device name reaches it only as a sanitised comment, never
+as code. This module imports no torch, so the CLI's ``export`` answers instantly.
 
 Example::
 
@@ -27,15 +27,28 @@ import yaml
 
 from tuner.config import (
     WARMUP_START_FACTOR,
-    CompileMode,
     ConfigError,
+    LoaderConfig,
     OptimizerConfig,
-    OptimizerName,
+    OptimizerImpl,
     Precision,
     ScheduleConfig,
-    ScheduleName,
     TrialConfig,
+    implementation_kwargs,
     optimizer_kwargs,
+)
+from tuner.export_template import (
+    AUTOCAST_ARGS,
+    CHANNELS_LAST,
+    CHECKPOINTING,
+    CLIP,
+    COMPILE,
+    MATMUL_PRECISION,
+    NO_CLIP,
+    OPTIMIZER_CLASSES,
+    SCHEDULERS,
+    TEMPLATE,
+    WORKER_ARGS,
 )
 from tuner.text import one_line
 
@@ -150,71 +163,12 @@ def _provenance_dict(provenance: Provenance) -> dict[str, Any]:
     } | ({"note": str(provenance.note)} if provenance.note else {})
 
 
-def _int_or_none(value: int | None) -> int | None:
-    return None if value is None else int(value)
-
-
 def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
 # ---- the Python export --------------------------------------------------------------------
-# Every config value reaches the code through _literal() or one of these fixed tables.
-
-_OPTIMIZER_CLASSES = {
-    OptimizerName.SGD: "torch.optim.SGD",
-    OptimizerName.ADAM: "torch.optim.Adam",
-    OptimizerName.ADAMW: "torch.optim.AdamW",
-    OptimizerName.RMSPROP: "torch.optim.RMSprop",
-}
-_AUTOCAST_ARGS = {
-    Precision.FP32: "enabled=False",
-    Precision.BF16: "dtype=torch.bfloat16, enabled=True",
-    Precision.FP16: "dtype=torch.float16, enabled=True",
-}
-_COMPILE = {
-    CompileMode.OFF: "model  # torch.compile was off in the tuned run",
-    CompileMode.DEFAULT: 'torch.compile(model, mode="default")',
-    CompileMode.REDUCE_OVERHEAD: 'torch.compile(model, mode="reduce-overhead")',
-    CompileMode.MAX_AUTOTUNE: 'torch.compile(model, mode="max-autotune")',
-    CompileMode.MAX_AUTOTUNE_NO_CUDAGRAPHS: (
-        'torch.compile(model, mode="max-autotune-no-cudagraphs")'
-    ),
-}
-# The same formulas as tuner.knobs.build_scheduler; $names are _literal()s of the config.
-_SCHEDULERS = {
-    ScheduleName.CONSTANT: """\
-    scheduler = torch.optim.lr_scheduler.ConstantLR(
-        optimizer, factor=1.0, total_iters=total_steps
-    )""",
-    ScheduleName.STEP: """\
-    scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=max(1, round($step_every * total_steps)), gamma=$step_gamma
-    )""",
-    ScheduleName.COSINE: """\
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)""",
-    ScheduleName.ONE_CYCLE: """\
-    # cycle_momentum=False: run the tuned momentum/betas as they are, not cycled.
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=$lr, total_steps=total_steps, pct_start=$pct_start, cycle_momentum=False
-    )""",
-    ScheduleName.WARMUP_COSINE: """\
-    warmup_steps = max(1, round($warmup_fraction * total_steps))
-    warmup = torch.optim.lr_scheduler.LinearLR(
-        optimizer, start_factor=$start_factor, total_iters=warmup_steps
-    )
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(1, total_steps - warmup_steps)
-    )
-    scheduler = torch.optim.lr_scheduler.SequentialLR(
-        optimizer, [warmup, cosine], milestones=[warmup_steps]
-    )""",
-}
-_CLIP = """\
-        scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
-        torch.nn.utils.clip_grad_norm_(eager_model.parameters(), max_norm=$max_norm)"""
-_NO_CLIP = """\
-        # No gradient clipping was tuned; to clip, call scaler.unscale_(optimizer) first."""
+# Every config value reaches the code through _literal() or a fixed table of export_template.
 
 
 def _literal(value: object) -> str:
@@ -233,22 +187,47 @@ def _literal(value: object) -> str:
     raise TypeError(f"not a literal config value: {type(value).__name__}")
 
 
-def _optimizer_code(config: OptimizerConfig) -> str:
-    """``optimizer = torch.optim.X(...)``, wrapped the way ruff format would."""
-    kwargs = [f"{key}={_literal(value)}" for key, value in optimizer_kwargs(config).items()]
-    args = ", ".join(["model.parameters()", *kwargs])
-    line = f"    optimizer = {_OPTIMIZER_CLASSES[config.name]}({args})"
+def _call(head: str, args: list[str]) -> str:
+    """``head(args)`` in make_training's body, wrapped as ruff format wraps it in 100 columns:
+    on one line, else the arguments on a line of their own, else one argument a line."""
+    line = f"    {head}({', '.join(args)})"
     if len(line) <= 100:
         return line
-    return f"    optimizer = {_OPTIMIZER_CLASSES[config.name]}(\n        {args}\n    )"
+    hugged = f"        {', '.join(args)}"
+    if len(hugged) <= 100:
+        return f"    {head}(\n{hugged}\n    )"
+    return "\n".join([f"    {head}(", *(f"        {arg}," for arg in args), "    )"])
+
+
+def _optimizer_code(config: OptimizerConfig, impl: OptimizerImpl) -> str:
+    """``optimizer = torch.optim.X(...)`` with the hyperparameters and implementation."""
+    kwargs = optimizer_kwargs(config) | implementation_kwargs(impl)
+    args = ["model.parameters()", *(f"{key}={_literal(value)}" for key, value in kwargs.items())]
+    return _call(f"optimizer = {OPTIMIZER_CLASSES[config.name]}", args)
 
 
 def _scheduler_code(config: ScheduleConfig, lr: float) -> str:
     fields = ("step_every", "step_gamma", "pct_start", "warmup_fraction")
     values = {field: getattr(config, field) for field in fields}
     values |= {"lr": lr, "start_factor": WARMUP_START_FACTOR}
-    template = Template(_SCHEDULERS[config.name])
-    return template.substitute({k: _literal(v) for k, v in values.items() if v is not None})
+    literals = {key: _literal(value) for key, value in values.items() if value is not None}
+    lines = []
+    for statement in SCHEDULERS[config.name]:
+        if isinstance(statement, str):
+            lines.append("    " + Template(statement).substitute(literals))
+        else:
+            head, args = statement
+            lines.append(_call(head, [Template(arg).substitute(literals) for arg in args]))
+    return "\n".join(lines)
+
+
+def _loader_worker_args(config: LoaderConfig) -> str:
+    if config.num_workers == 0:
+        return ""
+    return WORKER_ARGS.substitute(
+        persistent_workers=_literal(config.persistent_workers),
+        prefetch_factor=_literal(config.prefetch_factor),
+    )
 
 
 def _speedup(value: float | None) -> str:
@@ -280,108 +259,25 @@ def _provenance_comment(provenance: dict[str, Any]) -> str:
 
 
 def _python(config: TrialConfig, provenance: dict[str, Any]) -> str:
+    """The Python export: TEMPLATE filled with literals and the fragments the config picks."""
+    loader = config.loader
     clip = config.grad_clip_norm
-    return _TEMPLATE.substitute(
+    return TEMPLATE.substitute(
         provenance=_provenance_comment(provenance),
         batch=_literal(config.batch_size),
         accum=_literal(config.accumulation_steps),
         samples=_literal(config.effective_batch_size),
-        optimizer=_optimizer_code(config.optimizer),
+        num_workers=_literal(loader.num_workers),
+        pin_memory=_literal(loader.pin_memory),
+        worker_args=_loader_worker_args(loader),
+        matmul_precision=MATMUL_PRECISION[config.matmul_precision],
+        cudnn_benchmark=_literal(config.cudnn_benchmark),
+        optimizer=_optimizer_code(config.optimizer, config.optimizer_impl),
         scheduler=_scheduler_code(config.schedule, config.optimizer.lr),
         scaler_enabled=_literal(config.precision == Precision.FP16),
-        autocast_args=_AUTOCAST_ARGS[config.precision],
-        model_to_train=_COMPILE[config.compile_mode],
-        clip=_NO_CLIP if clip is None else Template(_CLIP).substitute(max_norm=_literal(clip)),
+        autocast_args=AUTOCAST_ARGS[config.precision],
+        model_to_train=COMPILE[config.compile_mode],
+        clip=NO_CLIP if clip is None else CLIP.substitute(max_norm=_literal(clip)),
+        **CHANNELS_LAST[config.channels_last],
+        **CHECKPOINTING[config.activation_checkpointing],
     )
-
-
-# The first two lines are fixed: Python reads an encoding declaration from either of them,
-# so no provenance text may appear there.
-_TEMPLATE = Template('''\
-# Training setup tuned by tuner, for your own model and data loader.
-# Generated from validated numbers only; read it like any code you run.
-$provenance
-# One optimizer step: $accum micro-batches x $batch samples = $samples samples.
-
-import functools
-
-import torch
-
-BATCH_SIZE = $batch  # samples per micro-batch: build your DataLoader with this
-ACCUMULATION_STEPS = $accum  # micro-batches per optimizer step
-
-
-def make_training(model, total_steps):
-    """Build the tuned optimizer, LR schedule, precision and compile setup for `model`.
-
-    `model` must already be on its device. `total_steps` is the number of optimizer steps in
-    your run (micro-batches / ACCUMULATION_STEPS); schedule lengths are fractions of it.
-    Call model_to_train in the loop; keep eager_model (uncompiled) for evaluation and saving.
-    """
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    device_type = next(model.parameters()).device.type
-$optimizer
-$scheduler
-    # GradScaler only for fp16; autocast is a no-op for fp32: the loop needs no branches.
-    scaler = torch.amp.GradScaler(device_type, enabled=$scaler_enabled)
-    autocast = functools.partial(torch.autocast, device_type, $autocast_args)
-    model_to_train = $model_to_train
-    return model_to_train, model, optimizer, scheduler, scaler, autocast
-
-
-def train_steps(model, loader, loss_fn, total_steps):
-    """Train `model` for `total_steps` optimizer steps with the tuned setup.
-
-    `loader` yields (inputs, targets) micro-batches of BATCH_SIZE and is re-iterated as
-    needed (a DataLoader is fine); `loss_fn(outputs, targets)` returns the mean loss.
-    Returns the eager (uncompiled) model, switched to eval mode for evaluation and saving.
-    """
-    model_to_train, eager_model, optimizer, scheduler, scaler, autocast = make_training(
-        model, total_steps
-    )
-    device = next(eager_model.parameters()).device
-    batches = _endless(loader)
-    model_to_train.train()
-    for _ in range(total_steps):
-        for _ in range(ACCUMULATION_STEPS):
-            inputs, targets = next(batches)
-            with autocast():
-                loss = loss_fn(model_to_train(inputs.to(device)), targets.to(device))
-            # Mean over the micro-batches; scaled for fp16 (the scaler is a no-op otherwise).
-            scaler.scale(loss / ACCUMULATION_STEPS).backward()
-$clip
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()  # once per optimizer step; a step fp16's scaler skips still counts
-        optimizer.zero_grad(set_to_none=True)
-    return eager_model.eval()
-
-
-def _endless(loader):
-    """Batches from `loader`, epoch after epoch (re-shuffled if the loader shuffles)."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("loader yielded no batches")
-
-
-if __name__ == "__main__":
-    # Run this file to see the tuned setup train; in your code, call train_steps instead:
-    #   model = train_steps(model.to(device), train_loader, loss_fn, total_steps=...)
-    inputs = torch.randn(4096, 16)
-    targets = inputs[:, :4].argmax(1)  # a learnable toy task
-    demo = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(inputs, targets), batch_size=BATCH_SIZE, shuffle=True
-    )
-    loss_fn = torch.nn.functional.cross_entropy
-    before = loss_fn(demo(inputs), targets).item()
-    demo = train_steps(demo, loader, loss_fn, total_steps=30)
-    with torch.no_grad():
-        after = loss_fn(demo(inputs), targets).item()
-    print(f"30 tuned optimizer steps on a toy task: loss {before:.3f} -> {after:.3f}")
-''')

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import random
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -225,12 +223,11 @@ def make_loader(
     """A DataLoader over `dataset` with the config's loader knobs.
 
     With a `generator` it is a training loader: shuffled by that generator (same seed, same
-    order, and torch's per-worker seeds come from it), the last partial batch dropped so
-    every micro-batch has one shape. Without, it is an evaluation loader: in order, every
-    example. `batch_size` defaults to the config's micro-batch.
+    order; torch seeds each worker's torch, Python and NumPy generators from it too), the
+    last partial batch dropped so every micro-batch has one shape. Without, it is an
+    evaluation loader: in order, every example. `batch_size` defaults to the micro-batch.
     """
     loader = config.loader
-    workers = loader.num_workers > 0
     return DataLoader(
         dataset,
         batch_size=batch_size or config.batch_size,
@@ -242,18 +239,7 @@ def make_loader(
         pin_memory=loader.pin_memory,
         persistent_workers=loader.persistent_workers,
         prefetch_factor=loader.prefetch_factor,
-        worker_init_fn=seed_worker if workers else None,
     )
-
-
-def seed_worker(worker_id: int) -> None:
-    """Seed Python's and NumPy's generators in a DataLoader worker from torch's per-worker
-    seed, as torch's reproducibility notes advise (torch seeds only its own)."""
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed(seed)
 
 
 def to_device(batch: Any, device: torch.device, config: TrialConfig) -> Any:

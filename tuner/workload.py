@@ -109,11 +109,12 @@ class Datasets:
     part of the measured throughput.
 
     Randomness: the sampler draws from a generator seeded by the trial's seed, so a seed
-    fixes the sample order. torch's own random functions in ``__getitem__`` are seeded too:
-    with ``num_workers = 0`` by the trial's seed, and in each worker by torch's per-worker
-    seed (drawn from that generator, plus the worker id); tuner also seeds Python's
-    ``random`` and NumPy in each worker from it. So a seed fixes the augmentation for a given
-    ``num_workers``; a different number of workers deals the random draws out differently.
+    fixes the sample order. Random draws in ``__getitem__`` are seeded too: with
+    ``num_workers = 0`` by the trial's seed (torch, ``random`` and NumPy), and in each worker
+    by torch's per-worker seed (drawn from that generator, plus the worker id), which torch
+    gives Python's ``random`` and NumPy in each worker as well. So a seed fixes the
+    augmentation for a given ``num_workers``; a different number of workers deals the random
+    draws out differently.
 
     Attributes:
         train: Training examples; the last partial batch of each epoch is dropped, so every

@@ -8,7 +8,6 @@ result, or the TrialFailure raised here, onto the study.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import statistics
 import time
@@ -20,17 +19,13 @@ import torch
 
 from tuner.attrs import FailureKind
 from tuner.budget import Budget
-from tuner.config import CompileMode, TrialConfig
-from tuner.harness.data import batch_source, micro_batches_per_epoch
+from tuner.config import TrialConfig
 from tuner.harness.failures import TrialFailure, classify
 from tuner.harness.loop import train_steps
 from tuner.harness.measure import PeakMemory, WindowTimer, median_rate, synchronize
-from tuner.knobs import TrainingSetup, build_optimizer, build_scheduler, build_training
+from tuner.harness.start import start_trial
+from tuner.knobs import build_training
 from tuner.workload import Workload
-
-#: Warm-up batches come from a different stream than training, so training order is the
-#: trial seed's alone.
-_WARMUP_SEED_OFFSET = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -84,29 +79,20 @@ def run_trial(
     memory.reset()
 
     # --- data and model ----------------------------------------------------------------
-    source = batch_source(workload.load_data(), config, device)
-    per_epoch = micro_batches_per_epoch(source.n_train, config.batch_size)
-    if per_epoch == 0:
-        raise TrialFailure(
-            FailureKind.UNSUPPORTED,
-            f"batch_size {config.batch_size} exceeds the {source.n_train} training examples",
-        )
+    start = start_trial(workload, config, device, seed)
+    source, model, compiled = start.source, start.model, start.compiled
     samples_per_step = config.batch_size * config.accumulation_steps
     # Known up front unless the budget is in seconds: fail before compiling, not after.
-    total_steps = None if budget.seconds else _horizon(budget, per_epoch, config.accumulation_steps)
-    torch.manual_seed(seed)
-    model = workload.build_model().to(device)
-    initial_state = {name: value.clone() for name, value in model.state_dict().items()}
-    compiled = config.compile_mode is not CompileMode.OFF
-    if compiled:
-        torch._dynamo.reset()  # compiled state from earlier trials must not leak into this one
+    total_steps = (
+        None if budget.seconds else _horizon(budget, start.per_epoch, config.accumulation_steps)
+    )
 
     # --- warm-up: compile, warm caches, measure a steady step; updates are discarded ------
     with _failures_as(compiling=compiled):
         setup = build_training(
             config, model, budget.warmup_steps, device, workload.checkpoint_blocks
         )
-    warm_batches = source.batches(seed + _WARMUP_SEED_OFFSET)
+    warm_batches = start.warmup_batches()
     scratch = torch.zeros((), device=device)
     step_seconds: list[float] = []
     for step in range(budget.warmup_steps):
@@ -130,10 +116,8 @@ def run_trial(
 
     # --- horizon, then a clean start from the initial weights ----------------------------
     if total_steps is None:
-        total_steps = _horizon(budget, per_epoch, config.accumulation_steps, steady_step_s)
-    model.load_state_dict(initial_state)
-    torch.manual_seed(seed)
-    setup = _fresh_optimizer(setup, config, total_steps, device)
+        total_steps = _horizon(budget, start.per_epoch, config.accumulation_steps, steady_step_s)
+    setup = start.restart(setup, config, total_steps, device)
 
     # --- training in timed windows, evaluations between them -----------------------------
     boundaries = _window_ends(total_steps, budget.windows)
@@ -261,21 +245,6 @@ class _Deadline:
                 f"{elapsed:.1f} s elapsed + {projected_s:.1f} s projected would pass "
                 f"budget.time_limit_s={self.limit_s:g} ({speed})",
             )
-
-
-def _fresh_optimizer(
-    setup: TrainingSetup, config: TrialConfig, total_steps: int, device: torch.device
-) -> TrainingSetup:
-    """New optimizer, schedule and scaler over the real horizon; the compiled model is kept."""
-    optimizer = build_optimizer(
-        config.optimizer, setup.eager_model.parameters(), config.optimizer_impl
-    )
-    return dataclasses.replace(
-        setup,
-        optimizer=optimizer,
-        scheduler=build_scheduler(config.schedule, optimizer, total_steps),
-        scaler=torch.amp.GradScaler(device.type, enabled=setup.scaler.is_enabled()),
-    )
 
 
 def _window_ends(total_steps: int, windows: int) -> list[int]:

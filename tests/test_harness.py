@@ -161,6 +161,15 @@ def test_seconds_budget_sets_a_horizon_from_warmup_speed() -> None:
     assert result.samples == result.optimizer_steps * 32
 
 
+def test_a_seconds_budget_trains_about_that_long() -> None:
+    # Steps of 10 ms sleep + tiny compute: the host's load moves the calibration steps and the
+    # training steps alike, so the ratio holds even on a busy machine. Two warm-up steps alone
+    # (the old estimate) missed a 2 s budget by -50% to +55%.
+    workload = dataclasses.replace(WORKLOAD, build_model=_TenMillisecondSteps)
+    result = run_trial(workload, make_config(), Budget(seconds=1.0, windows=4), CPU, seed=0)
+    assert 0.8 <= result.train_s / 1.0 <= 1.2
+
+
 def test_bf16_and_compile_are_applied() -> None:
     config = make_config(precision=Precision.BF16, compile_mode=CompileMode.DEFAULT)
     result = run_trial(WORKLOAD, config, Budget(steps=12, evaluations=1), CPU, seed=0)

@@ -26,9 +26,11 @@ class Budget:
         epochs: Passes over the training data, counted in micro-batches (drop-last), so the
             number of optimizer steps falls as accumulation rises.
         steps: Optimizer steps.
-        seconds: Steady-state training seconds. The step horizon is estimated from the speed
-            of the warm-up steps, so faster configurations train for more steps: the metric
-            then rewards speed, as a wall-clock budget should.
+        seconds: Steady-state training seconds. The step horizon is estimated from the mean
+            speed of steady warm-up steps, timed until they add up to a tenth of the budget
+            (so the trial spends about 10% more), so training lasts what the budget says
+            and faster configurations train for more steps: the metric then rewards speed,
+            as a wall-clock budget should.
         evaluations: Validation passes spread evenly over training (the learning curve); the
             last one is the trial's metric.
         warmup_steps: Optimizer steps run before training to compile and warm caches. Their

@@ -1,10 +1,26 @@
 """Harness overhead: tuner's training loop vs a minimal hand-written PyTorch loop.
 
 Same model, data and config; the two loops run in interleaved rounds in one process, so host
-speed drifts hit both alike. Prints per-round throughputs and the ratio of medians
-(tuner / hand-written). Target: >= 0.97.
+speed drifts hit both alike (`benchmarks._rounds`). Prints per-round throughputs and the ratio
+of medians (tuner / hand-written). Target: >= 0.97.
 
-    python benchmarks/harness_overhead.py [--objective digits] [--rounds 12] [--steps 60]
+In-memory tensors (``Data``, e.g. digits): tuner's side is what a trial times, its
+`batch_source` stream into `train_steps`; the hand-written side indexes the tensors with its
+own seeded permutation. Datasets (``Datasets``, e.g. digits32, whose ``__getitem__`` augments
+each sample): tuner's side is the trial's `LoaderSource` (a DataLoader from `make_loader`) into
+`train_steps`; the hand-written side is the DataLoader a user writes for the same config
+(shuffle, drop_last, `--workers` workers, persistent with prefetch 2 when there are any,
+a seeded generator) and a move to the device. Either hand-written loop is the minimal one for
+this fp32, eager config: no autocast context, which tuner's loop enters (disabled) on every
+micro-batch, so that cost is part of what is measured.
+
+Each round is also timed in this process's CPU seconds, which other processes on a shared host
+disturb far less than the wall clock; ``--control`` adds a second hand-written loop, identical
+to the first, whose ratio to it shows how far noise alone moves these ratios in this run.
+
+    python -m benchmarks.harness_overhead [--objective digits] [--rounds 12] [--steps 60]
+    python -m benchmarks.harness_overhead --objective digits32 [--workers 2] [--rounds 24]
+        [--steps 3] [--control]
 
 Also prints where a whole trial's time goes (set-up, warm-up, training, evaluation), because
 for a two-second workload per-trial overhead matters as much as per-step overhead.
@@ -13,19 +29,38 @@ for a two-second workload per-trial overhead matters as much as per-step overhea
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable, Iterator
+import dataclasses
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
+# Also runs as a file, `python benchmarks/harness_overhead.py`, as the README shows it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._rounds import (
+    PREFETCH,
+    Steps,
+    interleaved_rates,
+    loader_config,
+    rate_lines,
+    ratio_of_medians,
+    trial_loop,
+    untimed_steps,
+)
 from tuner.budget import Budget
-from tuner.config import OptimizerConfig, OptimizerName, ScheduleConfig, ScheduleName, TrialConfig
+from tuner.config import (
+    OptimizerConfig,
+    OptimizerName,
+    ScheduleConfig,
+    ScheduleName,
+    TrialConfig,
+)
 from tuner.harness import run_trial
-from tuner.harness.data import micro_batches
-from tuner.harness.loop import train_steps
-from tuner.knobs import build_training
-from tuner.workload import Workload, load_workload
+from tuner.workload import Data, Datasets, Workload, load_workload
 
 CONFIG = TrialConfig(
     optimizer=OptimizerConfig(OptimizerName.ADAMW, lr=2e-3, weight_decay=0.01, betas=(0.9, 0.99)),
@@ -33,55 +68,57 @@ CONFIG = TrialConfig(
     batch_size=64,
     accumulation_steps=2,
 )
+DEVICE = torch.device("cpu")
+Batches = Iterator[tuple[Any, Any]]
 
 
-def hand_written(workload: Workload, steps: int, seed: int) -> Callable[[], float]:
-    """The loop a user would write: returns a function that runs `steps` steps, timed."""
-    data = workload.load_data()
+def tensor_batches(data: Data, batch: int, seed: int) -> Batches:
+    """The hand-written tensor stream: index a seeded permutation, epoch after epoch."""
     x, y = data.train_inputs, data.train_targets
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(x), generator=generator)
+        for i in range(len(x) // batch):
+            index = order[i * batch : (i + 1) * batch]
+            yield x[index], y[index]
+
+
+def loader_batches(data: Datasets, config: TrialConfig, seed: int) -> Batches:
+    """The hand-written Dataset stream: the DataLoader a user writes, epoch after epoch."""
+    workers = config.loader.num_workers
+    loader = DataLoader(
+        data.train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=PREFETCH if workers else None,
+        generator=torch.Generator().manual_seed(seed),
+        collate_fn=data.collate_fn,
+    )
+    while True:
+        for inputs, targets in loader:
+            yield inputs.to(DEVICE), targets.to(DEVICE)
+
+
+def hand_written(workload: Workload, batches: Batches, steps: int, seed: int) -> Steps:
+    """The loop a user would write: returns a function that runs n optimizer steps."""
     torch.manual_seed(seed)
     model = workload.build_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10 * steps)
-    batch, accumulation = CONFIG.batch_size, CONFIG.accumulation_steps
-    generator = torch.Generator().manual_seed(seed)
+    accumulation = CONFIG.accumulation_steps
 
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        while True:
-            order = torch.randperm(len(x), generator=generator)
-            for i in range(len(x) // batch):
-                index = order[i * batch : (i + 1) * batch]
-                yield x[index], y[index]
-
-    stream = batches()
-
-    def run() -> float:
-        start = time.perf_counter()
-        for _ in range(steps):
+    def run(n: int) -> None:
+        for _ in range(n):
             for _ in range(accumulation):
-                inputs, targets = next(stream)
+                inputs, targets = next(batches)
                 loss = workload.loss(model(inputs), targets) / accumulation
                 loss.backward()
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        return steps * batch * accumulation / (time.perf_counter() - start)
-
-    return run
-
-
-def tuner_loop(workload: Workload, steps: int, seed: int) -> Callable[[], float]:
-    """tuner's own loop (`train_steps` over a `build_training` setup), timed the same way."""
-    data = workload.load_data()
-    torch.manual_seed(seed)
-    setup = build_training(CONFIG, workload.build_model(), total_steps=10 * steps)
-    stream = micro_batches(data.train_inputs, data.train_targets, CONFIG.batch_size, seed)
-    loss_sum = torch.zeros(())
-
-    def run() -> float:
-        start = time.perf_counter()
-        train_steps(setup, stream, workload.loss, steps, loss_sum)
-        return steps * CONFIG.effective_batch_size / (time.perf_counter() - start)
 
     return run
 
@@ -89,48 +126,104 @@ def tuner_loop(workload: Workload, steps: int, seed: int) -> Callable[[], float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objective", default="digits")
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per round")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="default 12 for tensors, 24 for Datasets"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimizer steps per round (default 60 for tensors, 3 for Datasets)",
+    )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="add a second, identical hand-written loop: its ratio to the first is the noise",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="DataLoader workers (Dataset workloads)"
+    )
+    parser.add_argument(
+        "--trial-epochs",
+        type=int,
+        default=None,
+        help="budget of the whole trial timed at the end (default 8 for tensors, 1 for Datasets)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     workload = load_workload(args.objective)
+    data = workload.load_data()
+    datasets = isinstance(data, Datasets)
+    steps = args.steps or (3 if datasets else 60)
+    rounds = args.rounds or (24 if datasets else 12)
+    config = dataclasses.replace(CONFIG, loader=loader_config(args.workers if datasets else 0))
 
-    loops = {
-        "hand": hand_written(workload, args.steps, 0),
-        "tuner": tuner_loop(workload, args.steps, 0),
-    }
-    for run in loops.values():  # one untimed round each: allocator and caches warm
-        run()
-    rates: dict[str, list[float]] = {name: [] for name in loops}
-    for round_ in range(args.rounds):
-        order = (
-            list(loops) if round_ % 2 == 0 else list(reversed(loops))
-        )  # alternate who goes first
-        for name in order:
-            rates[name].append(loops[name]())
-    print(
-        f"workload {workload.name}, config: batch {CONFIG.batch_size} x accumulation "
-        f"{CONFIG.accumulation_steps}, adamw + cosine, fp32, eager; {args.threads} thread(s)"
-    )
-    for name, values in rates.items():
-        print(
-            f"  {name:>5}: median {statistics.median(values):9,.0f} samples/s   rounds: "
-            + " ".join(f"{v:,.0f}" for v in values)
+    # Each round first trains through what the workers (if any) prefetched while the other
+    # side ran: the rounds time the steady state (`benchmarks._rounds`).
+    untimed = untimed_steps(config)
+    if isinstance(data, Datasets):
+        feed = f"DataLoader, {args.workers} worker(s)" + (
+            f", persistent, prefetch {PREFETCH}" if args.workers else ""
         )
-    per_round = [t / h for t, h in zip(rates["tuner"], rates["hand"], strict=True)]
-    ratio = statistics.median(rates["tuner"]) / statistics.median(rates["hand"])
+    else:
+        feed = "in-memory tensors"
+
+    def hand() -> Steps:
+        if isinstance(data, Datasets):
+            return hand_written(workload, loader_batches(data, config, 0), steps, 0)
+        return hand_written(workload, tensor_batches(data, config.batch_size, 0), steps, 0)
+
+    sides = {"hand": hand(), "tuner": trial_loop(workload, data, config, 10 * steps, 0, DEVICE)}
+    if args.control:
+        sides["control"] = hand()
+    rates = interleaved_rates(
+        sides,
+        rounds=rounds,
+        steps=steps,
+        samples_per_step=config.effective_batch_size,
+        untimed=untimed,
+    )
+    print(
+        f"workload {workload.name} ({feed}), config: batch {config.batch_size} x accumulation "
+        f"{config.accumulation_steps}, adamw + cosine, fp32, eager; {args.threads} thread(s); "
+        f"{rounds} rounds of {steps} steps" + (f" after {untimed} untimed" if untimed else "")
+    )
+    print("\n".join(rate_lines(rates.wall)))
+    ratio, per_round = ratio_of_medians(rates.wall["tuner"], rates.wall["hand"])
     print(
         f"throughput ratio tuner / hand-written: {ratio:.3f} (median of per-round ratios "
-        f"{statistics.median(per_round):.3f}; target >= 0.97)"
+        f"{per_round:.3f}; target >= 0.97)"
     )
-
-    result = run_trial(workload, CONFIG, Budget(epochs=8), torch.device("cpu"), seed=0)
-    other = result.trial_s - result.train_s - result.warmup_s
+    cpu_ratio, cpu_per_round = ratio_of_medians(rates.cpu["tuner"], rates.cpu["hand"])
     print(
-        f"one whole trial (epochs=8): {result.trial_s:.2f} s = training {result.train_s:.2f} s "
-        f"+ warm-up {result.warmup_s:.2f} s + set-up and evaluation {other:.2f} s "
-        f"({result.train_s / result.trial_s:.0%} of the trial is timed training)"
+        f"samples per CPU-second of this process, tuner / hand-written: {cpu_ratio:.3f} "
+        f"(per-round {cpu_per_round:.3f}): the loops' own cost, little moved by other processes"
+        + ("; DataLoader workers' work not included" if args.workers and datasets else "")
+    )
+    if args.control:
+        noise, noise_per_round = ratio_of_medians(rates.wall["control"], rates.wall["hand"])
+        cpu_noise, cpu_noise_per_round = ratio_of_medians(rates.cpu["control"], rates.cpu["hand"])
+        print(
+            f"noise floor, control / hand-written (the same loop twice): {noise:.3f} "
+            f"(per-round {noise_per_round:.3f}); per CPU-second {cpu_noise:.3f} "
+            f"(per-round {cpu_noise_per_round:.3f})"
+        )
+    del sides  # stop every side's workers before the whole trial
+
+    epochs = args.trial_epochs or (1 if datasets else 8)
+    result = run_trial(workload, config, Budget(epochs=epochs), DEVICE, seed=0)
+    other = result.trial_s - result.train_s - result.warmup_s
+    startup = (
+        f" (of which loader start-up {result.loader_startup_s:.2f} s)"
+        if result.loader_startup_s is not None
+        else ""
+    )
+    print(
+        f"one whole trial (epochs={epochs}): {result.trial_s:.2f} s = training "
+        f"{result.train_s:.2f} s + warm-up {result.warmup_s:.2f} s{startup} + set-up and "
+        f"evaluation {other:.2f} s ({result.train_s / result.trial_s:.0%} of the trial is "
+        "timed training)"
     )
 
 

@@ -46,9 +46,13 @@ class TensorSource:
     """In-memory `Data`, moved to the device once (in the config's memory layout)."""
 
     loader_startup_s: float | None = None  # there is no loader to start
+    prefetched = 0  # nothing loads ahead
 
-    def __init__(self, data: Data, config: TrialConfig, device: torch.device) -> None:
+    def __init__(
+        self, data: Data, config: TrialConfig, device: torch.device, eval_batch_size: int
+    ) -> None:
         self._config = config
+        self._eval_batch_size = eval_batch_size
         self._train = (
             to_device(data.train_inputs, device, config),
             to_device(data.train_targets, device, config),
@@ -62,10 +66,11 @@ class TensorSource:
     def batches(self, seed: int) -> Iterator[Batch]:
         return micro_batches(*self._train, self._config.batch_size, seed)
 
-    def val_batches(self, batch_size: int) -> Iterable[Batch]:
+    def val_batches(self) -> Iterable[Batch]:
         inputs, targets = self._val
-        for start in range(0, len(inputs), batch_size):
-            yield inputs[start : start + batch_size], targets[start : start + batch_size]
+        size = self._eval_batch_size
+        for start in range(0, len(inputs), size):
+            yield inputs[start : start + size], targets[start : start + size]
 
 
 class LoaderSource:
@@ -80,17 +85,23 @@ class LoaderSource:
     buys back.
     """
 
-    def __init__(self, data: Datasets, config: TrialConfig, device: torch.device) -> None:
+    def __init__(
+        self, data: Datasets, config: TrialConfig, device: torch.device, eval_batch_size: int
+    ) -> None:
         self._config = config
         self._device = device
         self._generator = torch.Generator()
         self._train = make_loader(
             config, data.train, generator=self._generator, collate_fn=data.collate_fn
         )
-        self._val_data = data.val
-        self._collate_fn = data.collate_fn
+        # one loader serves every evaluation, so persistent workers start once
+        self._val = make_loader(
+            config, data.val, batch_size=eval_batch_size, collate_fn=data.collate_fn
+        )
         self.n_train = len(data.train)
         self.loader_startup_s: float | None = None
+        #: Micro-batches the workers may have ready after a pause in consumption.
+        self.prefetched = config.loader.num_workers * (config.loader.prefetch_factor or 0)
 
     def batches(self, seed: int) -> Iterator[Batch]:
         self._generator.manual_seed(seed)
@@ -105,11 +116,9 @@ class LoaderSource:
                 yield _pair(to_device(batch, self._device, self._config))
             epoch = iter(self._train)
 
-    def val_batches(self, batch_size: int) -> Iterable[Batch]:
-        loader = make_loader(
-            self._config, self._val_data, batch_size=batch_size, collate_fn=self._collate_fn
-        )
-        for batch in loader:
+    def val_batches(self) -> Iterable[Batch]:
+        """Every validation example, in order, in batches of the evaluation batch size."""
+        for batch in self._val:
             yield _pair(to_device(batch, self._device, self._config))
 
 
@@ -119,9 +128,10 @@ def _pair(batch: Any) -> Batch:
 
 
 def batch_source(
-    data: Data | Datasets, config: TrialConfig, device: torch.device
+    data: Data | Datasets, config: TrialConfig, device: torch.device, eval_batch_size: int
 ) -> TensorSource | LoaderSource:
-    """The source for what the workload's load_data returned."""
+    """The source for what the workload's load_data returned; validation batches hold
+    `eval_batch_size` examples."""
     if isinstance(data, Datasets):
-        return LoaderSource(data, config, device)
-    return TensorSource(data, config, device)
+        return LoaderSource(data, config, device, eval_batch_size)
+    return TensorSource(data, config, device, eval_batch_size)

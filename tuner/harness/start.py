@@ -65,7 +65,7 @@ def start_trial(workload: Workload, config: TrialConfig, device: torch.device, s
     Raises:
         TrialFailure: the micro-batch is larger than the training set (unsupported).
     """
-    source = batch_source(workload.load_data(), config, device)
+    source = batch_source(workload.load_data(), config, device, workload.eval_batch_size)
     per_epoch = micro_batches_per_epoch(source.n_train, config.batch_size)
     if per_epoch == 0:
         raise TrialFailure(

@@ -141,21 +141,27 @@ def run_trial(
     timer = WindowTimer(device)
     loss_sum = torch.zeros((), device=device)
     batches = source.batches(seed)
+    # While nothing consumes (before the first window, during an evaluation) loader workers
+    # run ahead and fill their prefetch queues; a window starting on those batches would be
+    # timed as if loading were free, so it trains through them untimed first.
+    ahead = math.ceil(source.prefetched / config.accumulation_steps)
     curve: list[Evaluation] = []
     done = 0
+    paused = True
     for end in boundaries:
-        timer.start()
+        untimed = min(ahead, end - done - 1) if paused else 0
         with _failures_as(compiling=False):
-            train_steps(setup, batches, workload.loss, end - done, loss_sum)
-        window = timer.stop((end - done) * samples_per_step)
+            train_steps(setup, batches, workload.loss, untimed, loss_sum)
+            timer.start()
+            train_steps(setup, batches, workload.loss, end - done - untimed, loss_sum)
+        window = timer.stop((end - done - untimed) * samples_per_step)
         done = end
         deadline.check(0.0, f"{window.rate:,.0f} samples/s in training")
         _check_finite("loss", float(loss_sum), done)
-        if done in evaluate_at:
+        paused = done in evaluate_at
+        if paused:
             with _failures_as(compiling=False):
-                metric = evaluate(
-                    setup.eager_model, workload, source.val_batches(workload.eval_batch_size)
-                )
+                metric = evaluate(setup.eager_model, workload, source.val_batches())
             _check_finite("metric", metric, done)
             curve.append(Evaluation(done, done * samples_per_step, timer.seconds, metric))
 
@@ -171,7 +177,7 @@ def run_trial(
         train_s=timer.seconds,
         trial_s=time.perf_counter() - started,
         optimizer_steps=total_steps,
-        samples=total_steps * samples_per_step,
+        samples=total_steps * samples_per_step,  # untimed steps included: they trained
         curve=tuple(curve),
     )
 

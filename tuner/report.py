@@ -146,7 +146,7 @@ def device_line(device: Any) -> str:
     )
 
 
-_KNOB_COLUMNS = ("optimizer", "schedule", "batch", "precision", "compile", "clip")
+_KNOB_COLUMNS = ("optimizer", "schedule", "batch", "precision", "compile", "clip", "other")
 
 
 def trial_headers(view: StudyView) -> list[str]:

@@ -4,8 +4,12 @@
   digits; metric ``accuracy`` (maximise).
 * ``charlm`` (:mod:`objectives.charlm`): a 2-layer byte-level transformer language model on
   Python standard-library source; metric ``val_bpc`` in bits per byte (minimise).
+* ``digits32`` (:mod:`objectives.digits32`): a small ResNet on the digits upsampled to 32x32,
+  as map-style Datasets that augment every training image on the CPU, so the DataLoader's
+  workers matter; metric ``accuracy`` (maximise).
 
-Both need no download and train a trial in seconds on one CPU thread. Each module exposes a
-``WORKLOAD`` (see :mod:`tuner.workload`); importing one loads no data and builds no model,
-so listing them is cheap. The names are mapped in ``tuner.workload.BUILTIN``.
+All need no download and train a trial in seconds on one CPU thread. Each module exposes a
+``WORKLOAD`` (see :mod:`tuner.workload`) and a ``GPU_WORKLOAD``, the same task with a network
+sized for a data-centre GPU (``size = "gpu"`` in a study); importing one loads no data and
+builds no model, so listing them is cheap. The names are mapped in ``tuner.workload.BUILTIN``.
 """

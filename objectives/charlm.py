@@ -34,6 +34,16 @@ slower than in fp32, which would hide bf16's gain on every CPU. Attention is wri
 precision is a real trade-off for the tuner to measure. ``torch.compile`` (inductor) fuses
 it after 5-20 s of compilation.
 
+The ``gpu`` size (``GPU_WORKLOAD``, ``size = "gpu"`` in a study) trains on the same text in
+windows of 256 bytes (about 5.3k training windows, 512 kept for validation) an 8-block model of
+width 512 (8 heads of 64, 4x MLP; about 25.6M parameters) whose attention is
+``F.scaled_dot_product_attention(..., is_causal=True)``: on CUDA that dispatches to FlashAttention
+or memory-efficient kernels, which never store the [T, T] scores (the CPU's slow bf16 backward,
+above, is why the small size writes attention out). It runs on a CPU too (one forward and
+backward of two windows takes about a second on one thread), but its figures are not measured
+here. The corpus is still 1.35 MB of training text, so a long GPU budget passes over it many
+times: read the validation curve for overfitting before trusting a long run's metric.
+
 Example::
 
     from tuner.workload import load_workload
@@ -92,6 +102,8 @@ _MIN_BYTES = 256 * 1024
 _VAL_FRACTION = 0.1
 #: Context length in bytes: the length of every input and target window.
 BLOCK_SIZE = 64
+#: Context length of the ``gpu`` size.
+GPU_BLOCK_SIZE = 256
 #: Validation windows kept, so a full evaluation stays well under a second on one thread.
 _VAL_WINDOWS = 512
 _VOCAB_SIZE = 256
@@ -122,12 +134,25 @@ def _read_corpus(stdlib: Path) -> bytes:
     return b"".join(parts)[:_MAX_BYTES]
 
 
-def _windows(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut a 1-d byte sequence into non-overlapping [N, BLOCK_SIZE] inputs and next-byte targets."""
-    n = (len(tokens) - 1) // BLOCK_SIZE
-    inputs = tokens[: n * BLOCK_SIZE].view(n, BLOCK_SIZE)
-    targets = tokens[1 : n * BLOCK_SIZE + 1].view(n, BLOCK_SIZE)
+def _windows(
+    tokens: torch.Tensor, block_size: int = BLOCK_SIZE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut a 1-d byte sequence into non-overlapping [N, block_size] inputs and next-byte targets."""
+    n = (len(tokens) - 1) // block_size
+    inputs = tokens[: n * block_size].view(n, block_size)
+    targets = tokens[1 : n * block_size + 1].view(n, block_size)
     return inputs, targets
+
+
+def _load(block_size: int) -> Data:
+    """The corpus split into training and (an evenly spread subset of) validation windows."""
+    corpus = _read_corpus(Path(sysconfig.get_paths()["stdlib"]))
+    tokens = torch.frombuffer(bytearray(corpus), dtype=torch.uint8).long()
+    n_val = int(len(tokens) * _VAL_FRACTION)
+    train_inputs, train_targets = _windows(tokens[:-n_val], block_size)
+    val_inputs, val_targets = _windows(tokens[-n_val:], block_size)
+    keep = torch.linspace(0, len(val_inputs) - 1, min(_VAL_WINDOWS, len(val_inputs))).long()
+    return Data(train_inputs, train_targets, val_inputs[keep], val_targets[keep])
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,13 +163,13 @@ def load_data() -> Data:
     them). Validation keeps a fixed, evenly spread subset of its windows, so evaluation
     stays cheap while still covering every file in the validation part.
     """
-    corpus = _read_corpus(Path(sysconfig.get_paths()["stdlib"]))
-    tokens = torch.frombuffer(bytearray(corpus), dtype=torch.uint8).long()
-    n_val = int(len(tokens) * _VAL_FRACTION)
-    train_inputs, train_targets = _windows(tokens[:-n_val])
-    val_inputs, val_targets = _windows(tokens[-n_val:])
-    keep = torch.linspace(0, len(val_inputs) - 1, min(_VAL_WINDOWS, len(val_inputs))).long()
-    return Data(train_inputs, train_targets, val_inputs[keep], val_targets[keep])
+    return _load(BLOCK_SIZE)
+
+
+@functools.lru_cache(maxsize=1)
+def load_gpu_data() -> Data:
+    """As `load_data`, in windows of `GPU_BLOCK_SIZE` bytes for the ``gpu`` size's context."""
+    return _load(GPU_BLOCK_SIZE)
 
 
 class _Block(nn.Module):
@@ -169,18 +194,39 @@ class _Block(nn.Module):
         batch, time, width = x.shape
         q, k, v = self.qkv(self.attn_norm(x)).split(width, dim=-1)
         q, k, v = (t.view(batch, time, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        attended = self._attend(q, k, v)
+        x = x + self.proj(attended.transpose(1, 2).reshape(batch, time, width))
+        return x + self.mlp(self.mlp_norm(x))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention of [B, heads, T, head width] queries, keys and values."""
+        time = q.shape[-2]
         # Attention written out rather than F.scaled_dot_product_attention: in torch 2.13 the
         # CPU backward of bf16 SDPA is ~7x slower than fp32, which would make bf16 autocast
         # lose on any CPU; written out, bf16 is a real speed/precision trade (module docstring).
         scores = (q @ k.transpose(-2, -1)) * self.scale
         scores = scores.masked_fill(~self.causal[:time, :time], float("-inf"))
-        attended = scores.softmax(dim=-1) @ v
-        x = x + self.proj(attended.transpose(1, 2).reshape(batch, time, width))
-        return x + self.mlp(self.mlp_norm(x))
+        return scores.softmax(dim=-1) @ v
+
+
+class _FusedBlock(_Block):
+    """The same block with fused attention, for GPUs: ``F.scaled_dot_product_attention``
+    dispatches to FlashAttention or memory-efficient kernels on CUDA, which never store the
+    [T, T] score matrix (the written-out form stores it for backward at every layer).
+
+    It computes the same function as `_Block` (same scale, same causal mask); the causal
+    buffer it inherits goes unused.
+    """
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 
 class CharTransformer(nn.Module):
     """A GPT-style decoder over bytes: [B, T] int64 in, [B, T, 256] logits out.
+
+    ``fused_attention`` selects ``F.scaled_dot_product_attention`` over the written-out form
+    (`_FusedBlock`); the function is the same, the kernels and the memory differ.
 
     Weights start at N(0, 0.02) as in GPT-2, so an untrained model predicts almost uniformly
     (8.0 bits per byte, against 8.3 with PyTorch's default N(0, 1) embeddings) and every
@@ -188,12 +234,18 @@ class CharTransformer(nn.Module):
     """
 
     def __init__(
-        self, width: int = 64, layers: int = 2, heads: int = 4, block_size: int = BLOCK_SIZE
+        self,
+        width: int = 64,
+        layers: int = 2,
+        heads: int = 4,
+        block_size: int = BLOCK_SIZE,
+        fused_attention: bool = False,
     ) -> None:
         super().__init__()
         self.token_embedding = nn.Embedding(_VOCAB_SIZE, width)
         self.position_embedding = nn.Embedding(block_size, width)
-        self.blocks = nn.ModuleList(_Block(width, heads, block_size) for _ in range(layers))
+        block = _FusedBlock if fused_attention else _Block
+        self.blocks = nn.ModuleList(block(width, heads, block_size) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, _VOCAB_SIZE)
         self.apply(self._init_weights)
@@ -211,6 +263,19 @@ class CharTransformer(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
+
+
+def build_gpu_model() -> CharTransformer:
+    """The ``gpu`` size: 8 blocks of width 512 (8 heads of 64), context 256, fused attention;
+    about 25M parameters."""
+    return CharTransformer(
+        width=512, layers=8, heads=8, block_size=GPU_BLOCK_SIZE, fused_attention=True
+    )
+
+
+def transformer_blocks(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks of a `CharTransformer`: what activation checkpointing recomputes."""
+    return list(model.get_submodule("blocks").children())
 
 
 def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -237,4 +302,18 @@ WORKLOAD = Workload(
     score=bits_per_byte,
     description="2-layer byte-level transformer LM on Python standard-library source",
     eval_batch_size=512,
+    checkpoint_blocks=transformer_blocks,
+)
+
+GPU_WORKLOAD = Workload(
+    name="charlm-gpu",
+    # Not measured for this size (no GPU where this was written); the small size's spread.
+    metric=Metric("val_bpc", Direction.MINIMIZE, noise=0.035),
+    build_model=build_gpu_model,
+    load_data=load_gpu_data,
+    loss=cross_entropy,
+    score=bits_per_byte,
+    description="8-layer, 512-wide byte-level transformer LM, context 256 (GPU size)",
+    eval_batch_size=128,
+    checkpoint_blocks=transformer_blocks,
 )

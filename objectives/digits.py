@@ -15,6 +15,11 @@ images/s at batch 64 and 9.8k at batch 256; bf16 autocast 10.7k and 15.9k (1.3x 
 ``torch.compile`` (inductor, CPU) is slower than eager in fp32 (6.3k and 7.4k) and about
 even in bf16, after 7-9 s of compilation.
 
+The ``gpu`` size (``GPU_WORKLOAD``, ``size = "gpu"`` in a study) is the same network eight
+times as wide (256 and 512 channels, a hidden layer of 1024; about 9.6M parameters) on the same
+images, so that a data-centre GPU has enough work per step for precision, compile mode and batch
+size to matter. Its figures are not measured here.
+
 Example::
 
     from tuner.workload import load_workload
@@ -84,6 +89,22 @@ def build_model() -> nn.Module:
     )
 
 
+def build_gpu_model() -> nn.Module:
+    """The ``gpu`` size: the same layout, eight times as wide (256 and 512 channels, a
+    hidden layer of 1024; about 9.6M parameters), so a data-centre GPU has work to do."""
+    return nn.Sequential(
+        nn.Conv2d(1, 256, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(256, 512, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(512 * 4 * 4, 1024),
+        nn.ReLU(),
+        nn.Linear(1024, 10),
+    )
+
+
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-image correctness (1.0 or 0.0); their mean over the validation set is accuracy."""
     return (outputs.argmax(-1) == targets).float()
@@ -98,5 +119,17 @@ WORKLOAD = Workload(
     loss=F.cross_entropy,
     score=accuracy,
     description="small CNN on scikit-learn's 8x8 digits (1437 train / 360 val images)",
+    eval_batch_size=512,
+)
+
+GPU_WORKLOAD = Workload(
+    name="digits-gpu",
+    # The same 360 validation images; the small size's spread.
+    metric=Metric("accuracy", Direction.MAXIMIZE, noise=0.01),
+    build_model=build_gpu_model,
+    load_data=load_data,
+    loss=F.cross_entropy,
+    score=accuracy,
+    description="digits' CNN at 8x the width, on the same 8x8 digits (GPU size)",
     eval_batch_size=512,
 )

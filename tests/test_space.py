@@ -342,7 +342,7 @@ def test_toml_syntax_error_reports_the_line(tmp_path: Path) -> None:
 
 
 def test_missing_file_and_unknown_name(tmp_path: Path) -> None:
-    with pytest.raises(SpaceError, match=r"no such file; .*built-in name .*default, quick"):
+    with pytest.raises(SpaceError, match=r"no such file; .*built-in name .*default, .*quick"):
         load_space(tmp_path / "absent.toml")
     with pytest.raises(SpaceError, match=r"^nonsense: no such file"):
         load_space("nonsense")

@@ -24,6 +24,7 @@ from torch import nn
 
 from tests.test_knobs import lr_sequence
 from tuner import knobs
+from tuner.batch_scaling import BatchScaling, LrScaling
 from tuner.config import (
     DEFAULT_BASELINE,
     CompileMode,
@@ -114,6 +115,14 @@ CONFIGS = {
         matmul_precision=MatmulPrecision.HIGH,
     ),
     "adamw-every-knob": EVERY_KNOB,
+    # An lr scaled to the effective batch: the config holds the lr it trained with.
+    "adam-sqrt-scaled": TrialConfig(
+        OptimizerConfig(OptimizerName.ADAM, lr=1e-3 * 2.0, betas=(0.9, 0.999)),
+        ScheduleConfig(ScheduleName.CONSTANT),
+        batch_size=16,
+        accumulation_steps=8,
+        batch_scaling=BatchScaling(LrScaling.SQRT, 32, 2.0, 1e-3),
+    ),
 }
 PROVENANCE = Provenance("cifar", 12, "accuracy", 0.9134, 4523.1, "NVIDIA H200")
 EVIL = 'x"\nimport os; os.system("rm -rf /")#'
@@ -619,9 +628,12 @@ def test_python_snippet_shows_the_accumulation_loop(name: str) -> None:
 def long_floats(config: TrialConfig) -> TrialConfig:
     """`config` with floats of 17 digits, as samplers draw them: the longest literals."""
     optimizer = config.optimizer
+    scaling = config.batch_scaling
+    if scaling is not None:
+        scaling = dataclasses.replace(scaling, unscaled_lr=0.00012345678901234567)
     optimizer = dataclasses.replace(
         optimizer,
-        lr=0.00012345678901234567,
+        lr=0.00012345678901234567 if scaling is None else scaling.lr,
         weight_decay=0.012345678901234567,
         momentum=None if optimizer.momentum is None else 0.8123456789012345,
         betas=None if optimizer.betas is None else (0.8512345678901234, 0.9912345678901234),
@@ -633,7 +645,9 @@ def long_floats(config: TrialConfig) -> TrialConfig:
     }
     schedule = dataclasses.replace(config.schedule, **changes)
     clip = None if config.grad_clip_norm is None else 1.2345678901234567
-    return dataclasses.replace(config, optimizer=optimizer, schedule=schedule, grad_clip_norm=clip)
+    return dataclasses.replace(
+        config, optimizer=optimizer, schedule=schedule, grad_clip_norm=clip, batch_scaling=scaling
+    )
 
 
 @pytest.mark.parametrize("floats", ["short", "long"])
@@ -652,6 +666,17 @@ def test_python_snippet_is_ruff_clean_in_100_columns(name: str, floats: str) -> 
             text=True,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_python_snippet_shows_how_the_lr_was_scaled() -> None:
+    source = render(CONFIGS["adam-sqrt-scaled"], PROVENANCE, "python")
+    header = source.split("\n\n")[0].splitlines()
+    assert header[-2:] == [
+        "# One optimizer step: 8 micro-batches x 16 samples = 128 samples.",
+        "# lr = 0.001 (for batch 32) x 2 (sqrt rule) = 0.002.",
+    ]
+    assert "lr=0.002," in source
+    assert "# lr = " not in render(CONFIGS["adamw-every-knob"], PROVENANCE, "python")
 
 
 def test_python_snippet_floats_round_trip_exactly() -> None:

@@ -208,7 +208,13 @@ def test_random_bytes_as_spec_or_space(tmp_path: Path, content: bytes) -> None:
 SPACE_KEYS = {
     "optimizer": ["choices", "lr", "weight_decay", "momentum", "nesterov", "beta1", "beta2"],
     "schedule": ["choices", "step_every", "step_gamma", "pct_start", "warmup_fraction"],
-    "batch": ["batch_size", "accumulation_steps"],
+    "batch": [
+        "batch_size",
+        "accumulation_steps",
+        "effective_batch_size",
+        "lr_scaling",
+        "reference_batch",
+    ],
     "clipping": ["choices", "max_norm"],
     "performance": ["precision", "compile_mode"],
 }
@@ -230,6 +236,8 @@ space_paths = st.one_of(
 
 def knob_values(space: SearchSpace) -> Iterator[Any]:
     knobs = [space.batch_size, space.accumulation_steps, space.clipping, space.max_norm]
+    if space.effective_batch_size is not None:
+        knobs.append(space.effective_batch_size)
     knobs += [knob for branch in (*space.optimizers, *space.schedules) for _, knob in branch.params]
     for knob in knobs:
         if isinstance(knob, Fixed):

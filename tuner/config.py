@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from tuner.batch_scaling import BatchScaling
 from tuner.choices import (
     FUSED_OPTIMIZERS,
     CompileMode,
@@ -183,6 +184,7 @@ class TrialConfig:
     matmul_precision: MatmulPrecision = MatmulPrecision.HIGHEST
     cudnn_benchmark: bool = False
     activation_checkpointing: bool = False  # recompute the workload's declared blocks
+    batch_scaling: BatchScaling | None = None  # how optimizer.lr was scaled; None: it was not
 
     def __post_init__(self) -> None:
         _int_at_least("batch_size", self.batch_size, 1)
@@ -199,6 +201,8 @@ class TrialConfig:
             raise _fail(
                 "optimizer_impl", f"fused exists only for {fused}", self.optimizer.name.value
             )
+        if self.batch_scaling is not None:
+            self.batch_scaling.check(self.effective_batch_size, self.optimizer.lr)
 
     @property
     def effective_batch_size(self) -> int:
@@ -206,7 +210,11 @@ class TrialConfig:
         return self.batch_size * self.accumulation_steps
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON/YAML-safe nested dict; `from_dict` inverts it exactly."""
+        """A JSON/YAML-safe nested dict; `from_dict` inverts it exactly.
+
+        ``batch_scaling`` appears only when the lr was scaled, so an unscaled config's dict is
+        what it was before scaling existed.
+        """
         optimizer: dict[str, Any] = {
             "name": self.optimizer.name.value,
             "lr": self.optimizer.lr,
@@ -242,7 +250,7 @@ class TrialConfig:
             "matmul_precision": self.matmul_precision.value,
             "cudnn_benchmark": self.cudnn_benchmark,
             "activation_checkpointing": self.activation_checkpointing,
-        }
+        } | ({} if self.batch_scaling is None else {"batch_scaling": self.batch_scaling.to_dict()})
 
     @classmethod
     def from_dict(cls, data: Any) -> TrialConfig:
@@ -266,6 +274,7 @@ class TrialConfig:
         betas = opt.get("betas")
         if isinstance(betas, list):
             betas = tuple(betas)
+        scaling = data.get("batch_scaling")
         try:
             return cls(
                 optimizer=OptimizerConfig(
@@ -304,6 +313,7 @@ class TrialConfig:
                 ),
                 cudnn_benchmark=data.get("cudnn_benchmark", False),
                 activation_checkpointing=data.get("activation_checkpointing", False),
+                batch_scaling=None if scaling is None else BatchScaling.from_dict(scaling),
             )
         except TypeError as exc:  # a non-number where a number belongs, caught by comparisons
             raise ConfigError(f"config: {exc}") from None
@@ -324,6 +334,7 @@ _TOP_FIELDS = frozenset(
         "matmul_precision",
         "cudnn_benchmark",
         "activation_checkpointing",
+        "batch_scaling",
     }
 )
 _LOADER_FIELDS = frozenset({"num_workers", "pin_memory", "persistent_workers", "prefetch_factor"})

@@ -258,6 +258,14 @@ def _provenance_comment(provenance: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _scaling_comment(config: TrialConfig) -> str:
+    """How the lr followed the effective batch, as a comment line; nothing when it did not."""
+    scaling = config.batch_scaling
+    if scaling is None:
+        return ""
+    return f"\n# lr = {scaling.describe()} = {scaling.lr:.6g}."
+
+
 def _python(config: TrialConfig, provenance: dict[str, Any]) -> str:
     """The Python export: TEMPLATE filled with literals and the fragments the config picks."""
     loader = config.loader
@@ -267,6 +275,7 @@ def _python(config: TrialConfig, provenance: dict[str, Any]) -> str:
         batch=_literal(config.batch_size),
         accum=_literal(config.accumulation_steps),
         samples=_literal(config.effective_batch_size),
+        batch_scaling=_scaling_comment(config),
         num_workers=_literal(loader.num_workers),
         pin_memory=_literal(loader.pin_memory),
         worker_args=_loader_worker_args(loader),

@@ -176,7 +176,7 @@ TEMPLATE = Template('''\
 # Training setup tuned by tuner, for your own model and data.
 # Generated from validated numbers only; read it like any code you run.
 $provenance
-# One optimizer step: $accum micro-batches x $batch samples = $samples samples.
+# One optimizer step: $accum micro-batches x $batch samples = $samples samples.$batch_scaling
 
 import functools
 

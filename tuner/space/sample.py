@@ -1,18 +1,21 @@
 """Sampling: one Optuna trial's suggestions turned into a TrialConfig.
 
 Parameter names are the study's schema, so they are stable and conditional: the top-level
-choices are ``optimizer``, ``schedule``, ``batch_size``, ``accumulation_steps``, ``clipping``,
+choices are ``optimizer``, ``schedule``, ``batch_size``, ``accumulation_steps`` (or
+``effective_batch_size``, `tuner.space.batch`), ``clipping``,
 ``num_workers``, ``pin_memory`` and every other [performance] knob by its name; a parameter
 that exists only for one choice is prefixed by it (``sgd.momentum``, ``adamw.beta2``,
 ``step.step_gamma``, ``clipping.max_norm``, ``workers.prefetch_factor`` when num_workers > 0,
 ``sgd.optimizer_impl``: each optimizer offers only the implementations it has). Optuna's
 samplers treat such define-by-run parameters as conditional, and a trial's params show exactly
 the knobs that shaped it. Fixed knobs are not suggested at all: they are in the config, not in
-``trial.params``.
+``trial.params``. An lr parameter is the lr as the space states it: with lr scaling, the config
+holds it rescaled to the trial's effective batch (``config.batch_scaling``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -29,6 +32,7 @@ from tuner.config import (
     ScheduleName,
     TrialConfig,
 )
+from tuner.space.batch import batch_params, scale_lr, suggest_batch, unscaled_lr
 from tuner.space.schema import (
     Branch,
     Categorical,
@@ -76,8 +80,11 @@ def sample_config(trial: SuggestingTrial, space: SearchSpace) -> TrialConfig:
         betas = (optimizer_params.pop("beta1"), optimizer_params.pop("beta2"))
     schedule = _pick(trial, "schedule", space.schedules)
     schedule_params = _suggest_branch(trial, schedule)
-    batch_size = _suggest(trial, "batch_size", space.batch_size)
-    accumulation_steps = _suggest(trial, "accumulation_steps", space.accumulation_steps)
+    batch_size, accumulation_steps = suggest_batch(functools.partial(_suggest, trial), space)
+    name = OptimizerName(optimizer.name)
+    scaling = scale_lr(space, name, batch_size * accumulation_steps, optimizer_params["lr"])
+    if scaling is not None:
+        optimizer_params["lr"] = scaling.lr
     clipping = _suggest(trial, "clipping", space.clipping)
     max_norm = None
     if clipping == Clipping.NORM:
@@ -88,7 +95,6 @@ def sample_config(trial: SuggestingTrial, space: SearchSpace) -> TrialConfig:
         persistent = _suggest(trial, "workers.persistent_workers", space.persistent_workers)
         prefetch = _suggest(trial, "workers.prefetch_factor", space.prefetch_factor)
     pin_memory = _suggest(trial, "pin_memory", space.pin_memory)
-    name = OptimizerName(optimizer.name)
     return TrialConfig(
         optimizer=OptimizerConfig(name=name, betas=betas, **optimizer_params),
         schedule=ScheduleConfig(name=ScheduleName(schedule.name), **schedule_params),
@@ -109,6 +115,7 @@ def sample_config(trial: SuggestingTrial, space: SearchSpace) -> TrialConfig:
         activation_checkpointing=_suggest(
             trial, "activation_checkpointing", space.activation_checkpointing
         ),
+        batch_scaling=scaling,
     )
 
 
@@ -179,7 +186,7 @@ def _config_knobs(config: TrialConfig, space: SearchSpace) -> list[tuple[str, Kn
 
     optimizer = config.optimizer
     values: dict[str, Any] = {
-        "lr": optimizer.lr,
+        "lr": unscaled_lr(config, space),
         "weight_decay": optimizer.weight_decay,
         "momentum": optimizer.momentum,
         "nesterov": optimizer.nesterov,
@@ -200,8 +207,8 @@ def _config_knobs(config: TrialConfig, space: SearchSpace) -> list[tuple[str, Kn
             add(chosen, Choice(tuple(by_name)), name)
         for param, knob in by_name[name].params:
             add(f"{name}.{param}", knob, params[param])
-    add("batch_size", space.batch_size, config.batch_size)
-    add("accumulation_steps", space.accumulation_steps, config.accumulation_steps)
+    for param_name, batch_knob, value in batch_params(config, space):
+        add(param_name, batch_knob, value)
     clipping = Clipping.OFF if config.grad_clip_norm is None else Clipping.NORM
     if add("clipping", space.clipping, clipping.value) and clipping is Clipping.NORM:
         add("clipping.max_norm", space.max_norm, config.grad_clip_norm)

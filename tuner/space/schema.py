@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from tuner.batch_scaling import DEFAULT_REFERENCE_BATCH, LrScaling
 from tuner.errors import UserError
 
 Value = str | int | float | bool
@@ -111,7 +112,9 @@ class SearchSpace:
     """Everything a study may vary. Built by `load_space` or `from_dict`, which validate it.
 
     ``optimizers`` and ``schedules`` hold one branch per choice, in the file's order; a single
-    branch means the choice is fixed.
+    branch means the choice is fixed. With ``effective_batch_size`` (`tuner.space.batch`),
+    ``batch_size`` is the micro-batch, accumulation is derived and ``accumulation_steps`` is
+    unused (Fixed(1)).
     """
 
     optimizers: tuple[Branch, ...]
@@ -131,6 +134,9 @@ class SearchSpace:
     matmul_precision: Categorical = Fixed("highest")
     cudnn_benchmark: Categorical = Fixed(False)
     activation_checkpointing: Categorical = Fixed(False)
+    effective_batch_size: Categorical | None = None  # None: accumulation_steps is searched
+    lr_scaling: LrScaling = LrScaling.OFF  # the lr ranges are stated for reference_batch
+    reference_batch: int = DEFAULT_REFERENCE_BATCH
 
     def to_dict(self) -> dict[str, Any]:
         """The space as a self-contained space file (JSON-safe): no extends, every knob explicit."""
@@ -139,7 +145,13 @@ class SearchSpace:
             "schedule": _group_raw(self.schedules),
             "batch": {
                 "batch_size": self.batch_size.to_raw(),
-                "accumulation_steps": self.accumulation_steps.to_raw(),
+                **(
+                    {"accumulation_steps": self.accumulation_steps.to_raw()}
+                    if self.effective_batch_size is None
+                    else {"effective_batch_size": self.effective_batch_size.to_raw()}
+                ),
+                "lr_scaling": self.lr_scaling.value,
+                "reference_batch": self.reference_batch,
             },
             "clipping": {"choices": self.clipping.to_raw(), "max_norm": self.max_norm.to_raw()},
             "data": {name: getattr(self, name).to_raw() for name in DATA_KNOBS},
@@ -171,10 +183,14 @@ class Source:
     """Where a raw space came from: ``origins`` maps dotted paths to the file that wrote them.
 
     With ``extends``, one merged space mixes several files; an error names the one to edit.
+    ``files`` is the chain's labels, the loaded file first: where two files write rival keys
+    (``effective_batch_size`` and ``accumulation_steps``), the earlier one extends the later
+    one, and wins.
     """
 
     top: str
     origins: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
     def error(self, path: str, message: str) -> SpaceError:
         """A SpaceError for ``path``, prefixed with the file that wrote it or its nearest table."""

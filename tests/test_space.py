@@ -36,14 +36,21 @@ from tuner.space import (
     restrict,
     sample_config,
 )
+from tuner.space.auto_lr import auto_paths
+from tuner.space.load import read_space
 from tuner.space.sample import config_params, implementations
 from tuner.workload import WorkloadTraits
+
+#: The built-in spaces that load alone: auto_lr's "auto" lrs need a range test first
+#: (tests/test_lr_find.py checks it once resolved).
+CONCRETE_SPACES = [name for name in builtin_spaces() if not auto_paths(read_space(name)[0])]
 
 TOP_PARAMS = (
     "optimizer",
     "schedule",
     "batch_size",
     "accumulation_steps",
+    "effective_batch_size",
     "clipping",
     "precision",
     "compile_mode",
@@ -69,6 +76,7 @@ def searched_knobs(space: SearchSpace) -> dict[str, Knob]:
         "schedule": Choice(tuple(b.name for b in space.schedules)),
         "batch_size": space.batch_size,
         "accumulation_steps": space.accumulation_steps,
+        "effective_batch_size": space.effective_batch_size or Fixed(0),  # Fixed: not a param
         "clipping": space.clipping,
         "clipping.max_norm": space.max_norm,
         "precision": space.precision,
@@ -143,7 +151,7 @@ def test_builtin_spaces_are_every_shipped_file() -> None:
     assert set(builtin_spaces()) == {p.stem for p in shipped.glob("*.toml")}
 
 
-@pytest.mark.parametrize("name", builtin_spaces())
+@pytest.mark.parametrize("name", CONCRETE_SPACES)
 def test_builtin_space_loads_and_round_trips(name: str) -> None:
     space = load_space(name)
     data = space.to_dict()
@@ -435,7 +443,7 @@ def test_extends_through_a_symlink_loop_is_one_line(tmp_path: Path) -> None:
 # --- sampling ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", builtin_spaces())
+@pytest.mark.parametrize("name", CONCRETE_SPACES)
 def test_sampled_configs_are_valid_conditional_and_cover_every_choice(name: str) -> None:
     space = load_space(name)
     knobs = searched_knobs(space)
@@ -448,7 +456,8 @@ def test_sampled_configs_are_valid_conditional_and_cover_every_choice(name: str)
             assert contains(knobs[param], value), (param, value)
             seen[param].add(value)
         assert config.optimizer.name == params["optimizer"]
-        assert config.batch_size == params["batch_size"]
+        # The micro-batch, clamped to the effective batch where that is searched.
+        assert config.batch_size == min(params["batch_size"], config.effective_batch_size)
     for param, knob in knobs.items():
         if isinstance(knob, Choice):
             assert seen[param] == set(knob.values), param

@@ -1,7 +1,7 @@
 """The `tuner` command. Each command parses, calls one library function and prints.
 
-torch is imported only inside `run` and `profile`, so `--help`, `list`, `show` and `export`
-answer at once.
+torch is imported only inside `run`, `worker`, `profile` and `lr-find`, so `--help`, `list`,
+`show` and `export` answer at once.
 A UserError becomes one line on stderr and exit code 2.
 """
 
@@ -293,6 +293,100 @@ def profile(
     where = _study_ref(study, storage) if study is not None else None
     target = resolve_target(where, trial, spec_file, config_file, storage=storage is not None)
     click.echo(format_profile(run_profile(target, steps, trace_path(trace, target))))
+
+
+def _lr(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click's FloatRange lets nan through (every comparison with nan is false)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a learning rate", ctx, param)
+    return value
+
+
+@cli.command(name="lr-find")
+@click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "adam", "adamw", "rmsprop"]),
+    help="Optimizer to test, with the space's hyperparameters for it. Default: the baseline's.",
+)
+@click.option("--batch-size", type=click.IntRange(1, 2**20), help="Default: the baseline's.")
+@click.option(
+    "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Default: the baseline's."
+)
+@click.option(
+    "--accumulation",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="Micro-batches per optimizer step. Default: the baseline's.",
+)
+@click.option(
+    "--start-lr",
+    type=click.FloatRange(0, 100, min_open=True),
+    callback=_lr,
+    metavar="X",
+    help="The lr of the first step.  [default: 1e-7]",
+)
+@click.option(
+    "--end-lr",
+    type=click.FloatRange(0, 100, min_open=True),
+    callback=_lr,
+    metavar="X",
+    help="The lr of the last step.  [default: 10]",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(17, 100_000),
+    metavar="N",
+    help="Optimizer steps; the lr grows exponentially from --start-lr to --end-lr over them. "
+    "Fewer steps bias the suggestion upward.  [default: 200]",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Loss-vs-lr PNG to write. Default: <study>-lr-<optimizer>.png next to SPEC.",
+)
+@storage_option
+@_user_errors
+def lr_find(
+    spec_file: str,
+    optimizer: str | None,
+    batch_size: int | None,
+    precision: str | None,
+    accumulation: int | None,
+    start_lr: float | None,
+    end_lr: float | None,
+    iterations: int | None,
+    plot: str | None,
+    storage: str | None,
+) -> None:
+    """Run a learning-rate range test (torch-lr-finder) on SPEC's workload.
+
+    Trains the baseline's model from its seeded initial weights while the lr grows from
+    --start-lr to --end-lr, prints the suggested lr (the steepest loss descent) and the lr at
+    the lowest loss, writes the loss-vs-lr plot, and stores the result in the study (creating
+    it as `tuner run` would), where `lr = "auto"` in its space finds it. The suggestion
+    centres a range: trained at, it may diverge.
+    """
+    import dataclasses
+
+    from tuner.spec import load_spec
+
+    spec = load_spec(spec_file)  # a bad spec fails before torch is even imported
+    if storage:
+        spec = dataclasses.replace(spec, storage=_storage_url(storage))
+    from tuner.interrupts import deferred_interrupt
+
+    with deferred_interrupt():  # a Ctrl-C inside torch's native start-up would abort
+        import torch  # noqa: F401
+
+        from tuner.lrfind import LrFindRequest, format_report
+        from tuner.lrfind import lr_find as run_lr_find
+
+    request = LrFindRequest(
+        optimizer, batch_size, precision, accumulation, start_lr, end_lr, iterations, plot
+    )
+    click.echo(format_report(run_lr_find(spec, request)))
 
 
 @cli.command()

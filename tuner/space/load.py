@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from tuner.space.auto_lr import reject_auto
 from tuner.space.parse import parse_space
 from tuner.space.schema import SearchSpace, Source, SpaceError
 from tuner.text import shown_toml
@@ -43,12 +44,27 @@ def load_space(ref: str | Path) -> SearchSpace:
 
     Raises:
         SpaceError: the file is missing, is not valid TOML, has an ``extends`` cycle, or holds
-            an invalid field; the one-line message names the file, field, value and fix.
+            an invalid field (``lr = "auto"`` included: only preparing a study can resolve it,
+            `tuner.space.auto_lr`); the one-line message names the file, field, value and fix.
+    """
+    raw, source = read_space(ref)
+    reject_auto(raw, source)
+    return parse_space(raw, source)
+
+
+def read_space(ref: str | Path) -> tuple[dict[str, Any], Source]:
+    """The raw space of `ref`, its ``extends`` chain merged but not validated, and its Source.
+
+    For `tuner.space.auto_lr`, which must see ``lr = "auto"`` before validation would refuse it.
+
+    Raises:
+        SpaceError: the file is missing, is not valid TOML or has a bad ``extends`` chain.
     """
     path, label = _locate(ref, None)
     origins: dict[str, str] = {}
-    raw = _read(path, label, origins, ())
-    return parse_space(raw, Source(label, origins))
+    files: list[str] = []
+    raw = _read(path, label, origins, (), files)
+    return raw, Source(label, origins, tuple(files))
 
 
 def _locate(ref: str | Path, relative_to: Path | None) -> tuple[Path, str]:
@@ -60,9 +76,14 @@ def _locate(ref: str | Path, relative_to: Path | None) -> tuple[Path, str]:
 
 
 def _read(
-    path: Path, label: str, origins: dict[str, str], chain: tuple[tuple[Path, str], ...]
+    path: Path,
+    label: str,
+    origins: dict[str, str],
+    chain: tuple[tuple[Path, str], ...],
+    files: list[str],
 ) -> dict[str, Any]:
-    """Read ``path`` merged over its ``extends`` chain, recording in ``origins`` who wrote what."""
+    """Read ``path`` merged over its ``extends`` chain, recording in ``origins`` who wrote what
+    and in ``files`` the chain's labels, extending files first."""
     try:
         data = read_toml(path)
     except TomlFileError as exc:
@@ -74,6 +95,7 @@ def _read(
             f"{where}{label}: no such file; give a space file path or a built-in name ({builtins})"
         ) from None
     chain = (*chain, (_real(path), label))
+    files.append(label)
     base: dict[str, Any] = {}
     if "extends" in data:
         extends = data.pop("extends")
@@ -95,7 +117,7 @@ def _read(
                 f'{label}: extends: "{extends}" makes a cycle ({cycle}); '
                 "remove one of these extends"
             )
-        base = _read(base_path, base_label, origins, chain)
+        base = _read(base_path, base_label, origins, chain, files)
     return _merge(base, data, origins, label, "")
 
 

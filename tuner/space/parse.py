@@ -23,8 +23,11 @@ schedule.choices                "constant" (cosine and constant have no paramete
 step                            step_every 0.3, step_gamma 0.1 (fractions of the run)
 one_cycle                       pct_start 0.3
 warmup_cosine                   warmup_fraction 0.05
-batch.batch_size                32
-batch.accumulation_steps        1
+batch.batch_size                32 (the micro-batch where effective_batch_size is searched)
+batch.accumulation_steps        1 (derived instead where effective_batch_size is searched)
+batch.effective_batch_size      not searched (powers of two; see tuner.space.batch)
+batch.lr_scaling                "off"; "auto" with effective_batch_size ("linear", "sqrt")
+batch.reference_batch           32 (the effective batch the lr ranges are stated for)
 clipping.choices                "off" ("norm" clips the gradient norm to max_norm)
 clipping.max_norm               1.0
 performance.precision           "fp32"
@@ -60,6 +63,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tuner.batch_scaling import LrScaling
 from tuner.bounds import Bound
 from tuner.config import (
     FUSED_OPTIMIZERS,
@@ -71,6 +75,7 @@ from tuner.config import (
     Precision,
     ScheduleName,
 )
+from tuner.space.batch import BATCH_DEFAULTS, MAX_ACCUMULATION, batch_knobs
 from tuner.space.schema import (
     DATA_KNOBS,
     PERFORMANCE_KNOBS,
@@ -159,7 +164,7 @@ _KIND_WORDS = {
 
 # The sections besides [optimizer] and [schedule]: their keys and defaults, and the domains.
 _SECTIONS: dict[str, dict[str, Value]] = {
-    "batch": {"batch_size": 32, "accumulation_steps": 1},
+    "batch": BATCH_DEFAULTS,
     "clipping": {"choices": "off", "max_norm": 1.0},
     "data": {
         "num_workers": 0,
@@ -180,7 +185,10 @@ _SECTIONS: dict[str, dict[str, Value]] = {
 _BOOLEAN = _Domain(bool, lambda value: None, ranges=False)
 _SECTION_DOMAINS: dict[str, _Domain] = {
     "batch.batch_size": _Domain(int, _power_of_two, ranges=False),
-    "batch.accumulation_steps": _Domain(int, _within(Bound(1, 64, integer=True))),
+    "batch.accumulation_steps": _Domain(int, _within(Bound(1, MAX_ACCUMULATION, integer=True))),
+    "batch.effective_batch_size": _Domain(int, _power_of_two, ranges=False),
+    "batch.lr_scaling": _enum_domain(LrScaling, "an lr scaling rule"),
+    "batch.reference_batch": _Domain(int, _BATCH_SIZES, ranges=False),
     "clipping.choices": _enum_domain(Clipping, "a clipping mode"),
     "clipping.max_norm": _Domain(float, _within(Bound(0, 10**6, low_open=True))),
     "performance.precision": _enum_domain(Precision, "a precision"),
@@ -239,11 +247,15 @@ def parse_space(raw: Any, source: Source) -> SearchSpace:
     optimizers = _group(source, "optimizer", top, optimizer_names, "adamw", _OPTIMIZERS)
     implementations = listed("performance.optimizer_impl")
     _check_fused(source, optimizers, implementations)
+    batch = batch_knobs(source, sections["batch"], listed, knob)
     return SearchSpace(
         optimizers=optimizers,
         schedules=_group(source, "schedule", top, schedule_names, "constant", _SCHEDULES),
-        batch_size=listed("batch.batch_size"),
-        accumulation_steps=knob("batch.accumulation_steps"),
+        batch_size=batch.batch_size,
+        accumulation_steps=batch.accumulation_steps,
+        effective_batch_size=batch.effective_batch_size,
+        lr_scaling=batch.lr_scaling,
+        reference_batch=batch.reference_batch,
         clipping=listed("clipping.choices"),
         max_norm=knob("clipping.max_norm"),
         optimizer_impl=implementations,

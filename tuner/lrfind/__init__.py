@@ -1,0 +1,56 @@
+"""The learning-rate range test (Smith 2017, "Cyclical Learning Rates for Training Neural
+Networks", section 3.3), run by torch-lr-finder on a study's workload.
+
+`tuner lr-find` runs one test, plots it and stores it in the study (`lr_find`); ``lr = "auto"``
+in a space file (`tuner.space.auto_lr`) becomes a range around a test's suggestion when a
+study is prepared (`resolve_space`). torch and torch-lr-finder are imported only when a test
+runs, so importing this package is cheap.
+
+Example::
+
+    from tuner.lrfind import LrFindRequest, format_report, lr_find
+    from tuner.spec import load_spec
+
+    report = lr_find(load_spec("studies/quick.toml"), LrFindRequest(optimizer="sgd"))
+    print(format_report(report))
+"""
+
+from __future__ import annotations
+
+from tuner.lrfind._command import LrFindReport, LrFindRequest, format_report, lr_find
+from tuner.lrfind._records import (
+    LrFindError,
+    RangeTest,
+    RangeTestFailed,
+    RangeTestResult,
+    representative_optimizer,
+)
+from tuner.lrfind._resolve import (
+    ResolvedSpace,
+    auto_notes,
+    load_auto_space,
+    planned_test,
+    resolve_space,
+)
+from tuner.lrfind._run import run_range_test
+from tuner.lrfind._store import complete_study, stored_results
+
+__all__ = [
+    "LrFindError",
+    "LrFindReport",
+    "LrFindRequest",
+    "RangeTest",
+    "RangeTestFailed",
+    "RangeTestResult",
+    "ResolvedSpace",
+    "auto_notes",
+    "complete_study",
+    "format_report",
+    "load_auto_space",
+    "lr_find",
+    "planned_test",
+    "representative_optimizer",
+    "resolve_space",
+    "run_range_test",
+    "stored_results",
+]

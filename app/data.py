@@ -131,7 +131,7 @@ def require_complete(study: Loaded) -> None:
         return
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(view.state_counts().items()))
     over = len(view.infeasible())
-    why = f"; {over} over the memory budget" if over else ""
+    why = f"; {over} infeasible (over the memory budget or no better than chance)" if over else ""
     st.info(
         md(
             f"study {view.name} has no complete trial within budget yet ({counts or 'no trials'}"

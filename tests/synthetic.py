@@ -47,7 +47,9 @@ import tuner
 from tuner.attrs import FailureKind, StudyAttr, TrialAttr
 from tuner.budget import Budget
 from tuner.config import DEFAULT_BASELINE, CompileMode, OptimizerName, Precision, TrialConfig
+from tuner.failure_state import failure_state
 from tuner.hardware import Capabilities
+from tuner.pruning.keys import performance_key
 from tuner.space import (
     Choice,
     Dropped,
@@ -150,6 +152,7 @@ def write_study(
         StudyAttr.METRIC_NAME: metric_name,
         StudyAttr.METRIC_DIRECTION: direction,
         StudyAttr.METRIC_NOISE: _METRIC_NOISE,
+        StudyAttr.METRIC_FLOOR: None,  # as the toy workload, which declares no chance level
         StudyAttr.DEVICE: dict(DEVICE),
         StudyAttr.TUNER_VERSION: tuner.__version__,
         StudyAttr.CREATED: True,
@@ -328,6 +331,7 @@ def _trial(
         recorder = _Recorder(rng)
         config = sample_config(recorder, space)
     user_attrs[TrialAttr.CONFIG] = config.to_dict()
+    user_attrs[TrialAttr.PERF_KEY] = performance_key(config.to_dict())
 
     outcome = _Outcome(config, rng, baseline=number == 0, minimize=minimize)
     user_attrs[TrialAttr.WORKER_RSS_BYTES] = int(rng.uniform(450, 600) * 2**20)
@@ -335,13 +339,14 @@ def _trial(
         kind, reason = outcome.failure
         user_attrs[TrialAttr.FAILURE_KIND] = kind.value
         user_attrs[TrialAttr.FAILURE_REASON] = reason
-        pruned = kind in (FailureKind.UNSUPPORTED, FailureKind.TOO_SLOW)
+        state, constraints = failure_state(kind, _MEMORY_BUDGET_MB)
         return optuna.trial.create_trial(
-            state=TrialState.PRUNED if pruned else TrialState.FAIL,
+            state=state,
             params=recorder.params,
             distributions=recorder.distributions,
             user_attrs=user_attrs,
             system_attrs=system_attrs,
+            constraints=constraints or None,
         )
     user_attrs |= outcome.result
     peak_mb = user_attrs[TrialAttr.PEAK_MEMORY_BYTES] / 2**20

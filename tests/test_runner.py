@@ -34,8 +34,14 @@ compile_mode = ["off", "reduce-overhead"]   # reduce-overhead needs CUDA graphs:
 
 
 def write_spec(
-    tmp_path: Path, workload: str = "WORKLOAD", extra: str = "", **study: object
+    tmp_path: Path,
+    workload: str = "WORKLOAD",
+    extra: str = "",
+    pruning: bool = False,
+    **study: object,
 ) -> StudySpec:
+    """A toy study. Early stopping is off and the front is not re-timed unless asked for:
+    these tests count what trials did; tests/test_pruning.py covers stopping them."""
     (tmp_path / "space.toml").write_text(SPACE)
     fields = {
         "name": "toy",
@@ -43,6 +49,7 @@ def write_spec(
         "seed": 0,
         "n_startup_trials": 2,
         "storage": "sqlite:///tuner.db",
+        "remeasure_rounds": 0,
         **study,
     }
     lines = [f"{k} = {v!r}".replace("'", '"') for k, v in fields.items()]
@@ -50,6 +57,8 @@ def write_spec(
         "[study]\n" + "\n".join(lines) + f'\nobjective = "{TOY}:{workload}"\nspace = "space.toml"\n'
     )
     text += "[budget]\nsteps = 12\nevaluations = 2\n" + extra
+    if not pruning:
+        text += "\n[pruning]\nenabled = false\n"
     path = tmp_path / "spec.toml"
     path.write_text(text)
     return load_spec(path)
@@ -178,9 +187,12 @@ def test_diverging_trials_are_recorded_and_the_study_goes_on(tmp_path: Path) -> 
     summary = run_study(prepare(spec))
     assert summary.total == 3
     view = read_study("toy", spec.storage)
-    assert [t.state for t in view.trials] == ["FAIL"] * 3
+    # PRUNED with a numerics constraint, so the sampler learns the region (FAIL it ignores)
+    assert [t.state for t in view.trials] == ["PRUNED"] * 3
     assert list(view.failures()) == [FailureKind.DIVERGED]
     assert all("nan" in t.attrs[TrialAttr.FAILURE_REASON] for t in view.trials)
+    study = optuna.load_study(study_name="toy", storage=spec.storage)
+    assert all(t.constraints == {"numerics": 1.0} for t in study.trials)
 
 
 def test_out_of_memory_fails_only_the_trials_that_hit_it(tmp_path: Path) -> None:
@@ -189,9 +201,10 @@ def test_out_of_memory_fails_only_the_trials_that_hit_it(tmp_path: Path) -> None
     view = read_study("toy", spec.storage)
     for trial in view.trials:
         big = trial.config["batch_size"] >= 128
-        assert (trial.state == "FAIL") == big
+        assert (trial.state == "PRUNED") == big  # with a memory constraint the sampler reads
         if big:
             assert trial.attrs[TrialAttr.FAILURE_KIND] == FailureKind.OUT_OF_MEMORY
+            assert not trial.feasible
     assert view.completed(), "some trials should have used small batches"
 
 

@@ -27,6 +27,9 @@ class TrialAttr(StrEnum):
     TRIAL_S = "trial_s"  # wall seconds of the whole trial, data and model set-up included
     OPTIMIZER_STEPS = "optimizer_steps"
     SAMPLES = "samples"  # training samples seen (micro-batches x batch size)
+    #: speed = "time_to_target": timed seconds to first reach the target (tuner.targets), or
+    #: None when it never did; objective 1 is then 3600 / this, or 0
+    TIME_TO_TARGET_S = "time_to_target_s"
     CURVE = "curve"  # [{step, samples, wall_s, metric}] after each evaluation
     FAILURE_KIND = "failure_kind"  # FailureKind value, for FAIL and PRUNED trials
     FAILURE_REASON = "failure_reason"  # one line
@@ -34,6 +37,10 @@ class TrialAttr(StrEnum):
     OWNER = "owner"  # {host, pid, start}: the runner process that asked for the trial
     STDERR_TAIL = "stderr_tail"  # last lines the trial's worker process wrote, on a crash
     WORKER_RSS_BYTES = "worker_rss_bytes"  # resident memory of the worker after the trial
+    PERF_KEY = "perf_key"  # tuner.pruning.keys.performance_key of the config
+    RUNGS = "rungs"  # {evaluation: [metric, throughput]} at each checkpoint judged
+    KEY_THROUGHPUT = "key_throughput"  # samples/s known for the perf key before training
+    PREDICTED_PEAK_MEMORY_BYTES = "predicted_peak_memory_bytes"  # the memory model's guess
 
 
 class StudyAttr(StrEnum):
@@ -47,13 +54,22 @@ class StudyAttr(StrEnum):
     METRIC_DIRECTION = "metric_direction"
     METRIC_NOISE = "metric_noise"  # metric differences at or below this are not real
     DEVICE = "device"  # device of the run that created the study
+    METRIC_FLOOR = "metric_floor"  # a final metric not beyond this by the noise is infeasible
+    SPEED = "speed"  # {objective: "throughput" | "time_to_target", target}: what objective 1 is
+    FRONT_REMEASURE = "front_remeasure"  # the final front's throughput, re-timed vs baseline
+    LR_FIND = "lr_find"  # {optimizer: range-test record} (tuner.lrfind), the latest of each
+    AUTO_LR = "auto_lr"  # {optimizer: {low, high, suggested_lr, found}}: what lr = "auto" became
     TUNER_VERSION = "tuner_version"
     CREATED = "created"  # set last: a study without it was killed while being created
 
 
 class FailureKind(StrEnum):
-    """Why a trial did not produce a result. UNSUPPORTED and TOO_SLOW end as PRUNED (the
-    configuration is valid, it just cannot run here or in time); the rest as FAIL."""
+    """Why a trial did not produce a result. STOPPED, UNSUPPORTED, TOO_SLOW, OUT_OF_MEMORY
+    and DIVERGED end as PRUNED (the configuration is valid but cannot run here, in time, in
+    memory or in its precision, or cannot reach the front), the last two with a constraint
+    the sampler learns from; the rest as FAIL."""
+
+    STOPPED = "stopped"  # stopped early: dominated at a rung or on speed
 
     DIVERGED = "diverged"  # NaN or Inf loss
     OUT_OF_MEMORY = "out_of_memory"

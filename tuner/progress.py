@@ -12,6 +12,7 @@ import optuna
 from tqdm.std import tqdm
 
 from tuner.interrupts import Interrupted
+from tuner.lrfind import auto_notes
 from tuner.report import study_report
 from tuner.results import TrialRecord, metric_key, pareto_front, read_study, record_of
 from tuner.runner import Prepared, prepare, prepare_worker, run_study
@@ -64,6 +65,8 @@ def _run(
     metric = prepared.workload.metric
     for dropped in prepared.dropped:
         click.echo(f"dropped {dropped['knob']}={dropped['value']}: {dropped['reason']}", err=True)
+    for note in auto_notes(prepared.lr_attrs):
+        click.echo(note, err=True)
 
     records: list[TrialRecord] = []
     # Shown once the study is open, so an error opening the storage prints no empty bar.
@@ -92,6 +95,11 @@ def _run(
             workers=workers,
             on_start=on_start,
             on_trial=on_trial,
+            on_remeasure=lambda: click.echo(
+                f"\nre-timing the front against the baseline ({spec.remeasure_rounds} "
+                "interleaved rounds)",
+                err=True,
+            ),
         )
     except KeyboardInterrupt as exc:
         bar.close()

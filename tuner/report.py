@@ -12,7 +12,8 @@ from typing import Any
 
 from tuner.attrs import StudyAttr, TrialAttr
 from tuner.relative import Baseline, Versus, baseline_of
-from tuner.results import StudyView, TrialRecord
+from tuner.results import StudyView, TrialRecord, infeasible_groups
+from tuner.speed_noise import retimed, within_noise
 from tuner.storage import masked
 from tuner.text import one_line, printable
 
@@ -127,6 +128,24 @@ def flag_lines(view: StudyView, baseline: Baseline, trials: Sequence[TrialRecord
     return lines
 
 
+def speed_lines(view: StudyView, front: Sequence[TrialRecord]) -> list[str]:
+    """The front's re-timed speeds (`tuner.remeasure`) and the points within their noise."""
+    times = retimed(view)
+    shown = [t for t in front if t.number in times and not t.is_baseline]
+    if not shown:
+        return []
+    rounds = view.attrs.get(StudyAttr.FRONT_REMEASURE, {}).get("rounds")
+    ranges = ", ".join(
+        f"{t.number} {times[t.number].low:.2f}-{times[t.number].high:.2f}×" for t in shown
+    )
+    lines = [f"re-timed against the baseline in {rounds} interleaved rounds: {ranges}"]
+    close = within_noise(view, list(front))
+    if close:
+        pairs = ", ".join(f"{faster} (vs {slower})" for faster, slower in close.items())
+        lines.append(f"~ speed within the noise of the next slower front point: trials {pairs}")
+    return lines
+
+
 def _verdict(worse: bool, noise: float) -> str:
     if worse:
         within = f" by more than the noise ({noise:g})" if noise > 0 else ""
@@ -226,10 +245,11 @@ def _report(view: StudyView) -> str:
             "speedup: throughput over the baseline's"
         )
         lines += flag_lines(view, baseline, front)
-    infeasible = view.infeasible()
-    if infeasible:
-        numbers = ", ".join(str(t.number) for t in infeasible)
-        lines += ["", f"over the memory budget (infeasible): trials {numbers}"]
+        lines += speed_lines(view, front)
+    groups = infeasible_groups(view)
+    if groups:
+        lines.append("")
+        lines += [f"{why} (infeasible): trials {', '.join(map(str, n))}" for why, n in groups]
     failures = failure_lines(view)
     if failures:
         lines += ["", "failed or pruned:"] + [f"  {line}" for line in failures]

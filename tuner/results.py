@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.attrs import StudyAttr, TrialAttr
 from tuner.errors import UserError
 from tuner.storage import load_study, open_storage
+from tuner.targets import SpeedObjective
 from tuner.workload import Direction
 
 if TYPE_CHECKING:  # optuna is imported by the functions that open a storage
@@ -107,6 +108,7 @@ class TrialRecord:
     feasible: bool
     attrs: dict[str, Any]
     completed: datetime | None = field(default=None, compare=False)
+    violated: tuple[str, ...] = ()  # names of the constraints it breaks (CONSTRAINTS)
 
     def values(self) -> tuple[float, float]:
         """(metric, throughput) of a complete trial."""
@@ -144,6 +146,11 @@ class StudyView:
     direction: Direction
     attrs: dict[str, Any]
     trials: tuple[TrialRecord, ...]
+
+    @property
+    def speed(self) -> SpeedObjective:
+        """What objective 1 (`TrialRecord.throughput`) is, and how readers label it."""
+        return SpeedObjective.from_attr(self.attrs.get(StudyAttr.SPEED))
 
     @property
     def noise(self) -> float:
@@ -277,7 +284,25 @@ def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         feasible=all(v <= 0.0 for v in trial.constraints.values()),
         attrs=dict(trial.user_attrs),
         completed=trial.datetime_complete,
+        violated=tuple(sorted(name for name, v in trial.constraints.items() if v > 0.0)),
     )
+
+
+#: What each constraint a complete trial can break means (tuner.telling sets them).
+CONSTRAINTS = {
+    "memory_mb": "over the memory budget",
+    "metric_floor": "not clearly better than the metric floor (chance, or study.metric_floor)",
+    "target": "never reached study.target (speed = time_to_target)",
+}
+
+
+def infeasible_groups(view: StudyView) -> list[tuple[str, list[int]]]:
+    """Complete but infeasible trials, grouped by what they break, for every reader."""
+    groups: dict[str, list[int]] = {}
+    for trial in view.infeasible():
+        for name in trial.violated or ("",):
+            groups.setdefault(CONSTRAINTS.get(name, name or "infeasible"), []).append(trial.number)
+    return list(groups.items())
 
 
 @dataclass(frozen=True)

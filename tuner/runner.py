@@ -14,9 +14,9 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -30,21 +30,24 @@ from tuner.hardware import DeviceInfo, describe_device, detect_capabilities, sel
 from tuner.harness import TrialFailure
 from tuner.harness.probe import probe
 from tuner.interrupts import Interrupted, StopFlag, stop_requests
+from tuner.judging import Rules, TrialJudge
 from tuner.liveness import Heartbeat, Owner
+from tuner.lrfind import RangeTestResult, load_auto_space, resolve_space
+from tuner.remeasure import remeasure_front
 from tuner.results import TrialRecord, record_of
 from tuner.space import (
     SearchSpace,
     config_params,
-    load_space,
     restrict,
     sample_config,
     suggest_params,
 )
+from tuner.space.auto_lr import AutoSpace
 from tuner.spec import StudySpec
 from tuner.storage import masked, open_storage
 from tuner.study_open import open_study, stored_spec
 from tuner.supervisor import Abandoned, Job, TrialProcess
-from tuner.telling import tell_failure, tell_outcome
+from tuner.telling import Feasibility, tell_failure, tell_outcome
 from tuner.workload import Workload, load_workload
 
 
@@ -63,6 +66,8 @@ class Prepared:
     device: torch.device
     device_info: DeviceInfo
     joining: bool = False
+    #: How ``lr = "auto"`` was resolved (`tuner.lrfind`): stored when the study is created.
+    lr_attrs: Mapping[StudyAttr, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,9 +79,13 @@ class RunSummary:
     stopped_by_timeout: bool
 
 
-def prepare(spec: StudySpec) -> Prepared:
-    """Resolve workload, space, device and capabilities; raises UserError on any problem."""
-    return _prepared(spec, load_space(spec.space), joining=False)
+def prepare(spec: StudySpec, found: Sequence[RangeTestResult] = ()) -> Prepared:
+    """Resolve workload, space, device and capabilities; raises UserError on any problem.
+
+    An ``lr = "auto"`` in the space is resolved here (`tuner.lrfind.resolve_space`), from the
+    study's stored range, a matching test in `found` or the storage, or a new range test.
+    """
+    return _prepared(spec, load_auto_space(spec.space), joining=False, found=found)
 
 
 def prepare_worker(name: str, url: str) -> Prepared:
@@ -88,12 +97,23 @@ def prepare_worker(name: str, url: str) -> Prepared:
     return _prepared(spec, space, joining=True)
 
 
-def _prepared(spec: StudySpec, space: SearchSpace, *, joining: bool) -> Prepared:
+def _prepared(
+    spec: StudySpec,
+    space: SearchSpace | AutoSpace,
+    *,
+    joining: bool,
+    found: Sequence[RangeTestResult] = (),
+) -> Prepared:
     workload = load_workload(spec.objective, spec.size)
     device = select_device(spec.device)
     if device.type == "cpu" and spec.threads is not None:
         torch.set_num_threads(spec.threads)
-    space, dropped = restrict(space, detect_capabilities(device), probe(workload))
+    traits = probe(workload)
+    lr_attrs: Mapping[StudyAttr, Any] = {}
+    if isinstance(space, AutoSpace):  # the spec's file: an "auto" lr needs workload and device
+        resolved = resolve_space(spec, space, workload, device, found)
+        space, lr_attrs = resolved.space, resolved.attrs
+    space, dropped = restrict(space, detect_capabilities(device), traits)
     return Prepared(
         spec=spec,
         workload=workload,
@@ -102,6 +122,7 @@ def _prepared(spec: StudySpec, space: SearchSpace, *, joining: bool) -> Prepared
         device=device,
         device_info=describe_device(device),
         joining=joining,
+        lr_attrs=lr_attrs,
     )
 
 
@@ -113,6 +134,7 @@ def run_study(
     workers: int = 1,
     on_start: Callable[[optuna.Study, int], None] | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
+    on_remeasure: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Create, resume or join the spec's study and run trials until it has `n_trials` (the
     spec's by default) that count, or until the timeout.
@@ -132,13 +154,7 @@ def run_study(
         storage = open_storage(spec.storage, create=True, heartbeat=heartbeat)
         loop = _Loop(prepared, storage, stop, on_trial, target=n_trials or spec.n_trials)
         with loop.storage_calls():
-            study = open_study(
-                spec,
-                storage,
-                _study_attrs(prepared),
-                config_params(prepared.workload.baseline, prepared.space),
-                joining=prepared.joining,
-            )
+            study = open_prepared(prepared, storage)
             liveness.sweep(study, storage)
             remaining = max(0, loop.target - liveness.n_counted(study.get_trials(deepcopy=False)))
             if on_start is not None:
@@ -148,7 +164,21 @@ def run_study(
         loop.run(workers)
         with loop.storage_calls():
             total = liveness.n_counted(study.get_trials(deepcopy=False))
+            if total >= loop.target and spec.remeasure_rounds > 0:
+                _remeasure(prepared, study, on_remeasure)
     return RunSummary(spec.name, spec.storage, loop.ran, total, loop.timed_out)
+
+
+def open_prepared(prepared: Prepared, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create, resume or join the prepared study (`open_study`): `run_study`'s own path, for
+    commands that store in a study before any trial runs (`tuner lr-find`)."""
+    return open_study(
+        prepared.spec,
+        storage,
+        _study_attrs(prepared),
+        config_params(prepared.workload.baseline, prepared.space),
+        joining=prepared.joining,
+    )
 
 
 def _study_attrs(prepared: Prepared) -> dict[StudyAttr, Any]:
@@ -161,7 +191,9 @@ def _study_attrs(prepared: Prepared) -> dict[StudyAttr, Any]:
         StudyAttr.METRIC_NAME: metric.name,
         StudyAttr.METRIC_DIRECTION: metric.direction.value,
         StudyAttr.METRIC_NOISE: metric.noise,
+        StudyAttr.METRIC_FLOOR: _policies(prepared)[1].metric_floor,
         StudyAttr.DEVICE: prepared.device_info.to_dict(),
+        **prepared.lr_attrs,
     }
 
 
@@ -189,6 +221,7 @@ class _Loop:
         self._asking = threading.Lock()
         self._study: optuna.Study | None = None
         self._deadline: float | None = None
+        self._rules, self._feasibility = _policies(prepared)
 
     def start(self, study: optuna.Study, deadline: float | None) -> None:
         self._study, self._deadline = study, deadline
@@ -266,18 +299,33 @@ class _Loop:
                 tell_failure(self.study, trial, TrialFailure(FailureKind.UNSUPPORTED, str(exc)))
                 return self._record(trial)
             trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
+            judge = TrialJudge(self.study, trial, config.to_dict(), self._rules)
+            baseline = bool(trial.user_attrs.get(TrialAttr.BASELINE))
+            early = None if baseline else judge.before()  # the baseline is every run's yardstick
+            if early is not None:
+                tell_failure(self.study, trial, early, spec.memory_budget_mb)
+                return self._record(trial)
+            judged = spec.pruning.enabled and not baseline
             job = Job(
-                spec.objective, config, spec.budget, str(self.prepared.device), seed, spec.size
+                spec.objective,
+                config,
+                spec.budget,
+                str(self.prepared.device),
+                seed,
+                spec.size,
+                judged=judged,
             )
             try:
-                outcome = process.run(job, should_stop=self.stop.is_set)
+                outcome = process.run(
+                    job, should_stop=self.stop.is_set, judge=judge if judged else None
+                )
             except Abandoned:
                 if self.lost is None:
                     reason = f"stopped by {self.stop.signal_name()}; a re-run resumes the study"
                     tell_failure(self.study, trial, TrialFailure(FailureKind.INTERRUPTED, reason))
                 return None
             try:
-                tell_outcome(self.study, trial, outcome, spec.memory_budget_mb)
+                tell_outcome(self.study, trial, outcome, self._feasibility)
             except optuna.exceptions.UpdateFinishedTrialError:
                 return None  # a sweep presumed this runner dead and stored the trial as lost
             return self._record(trial)
@@ -330,6 +378,42 @@ class _Loop:
             f"storage: lost {masked(url)} ({detail}); every finished trial is stored: run the "
             "same command again when the storage is back to resume"
         )
+
+
+def _remeasure(
+    prepared: Prepared, study: optuna.Study, on_remeasure: Callable[[], None] | None
+) -> None:
+    if on_remeasure is not None:
+        on_remeasure()
+    process = TrialProcess(**_worker_resources(prepared, 0, 1))
+    try:
+        remeasure_front(
+            study,
+            prepared.spec,
+            str(prepared.device),
+            process,
+            prepared.workload.metric.direction,
+        )
+    finally:
+        process.close()
+
+
+def _policies(prepared: Prepared) -> tuple[Rules, Feasibility]:
+    """How trials of this study are stopped early, and what makes a result feasible."""
+    spec, metric = prepared.spec, prepared.workload.metric
+    floor = spec.metric_floor if spec.metric_floor is not None else metric.chance
+    rules = Rules(
+        spec.pruning,
+        spec.budget.evaluations,
+        metric.direction,
+        metric.noise,
+        spec.memory_budget_mb,
+        floor,
+    )
+    feasibility = Feasibility(
+        spec.memory_budget_mb, floor, metric.direction, metric.noise, spec.budget.evaluations
+    )
+    return rules, feasibility
 
 
 def _ask(study: optuna.Study) -> optuna.Trial:

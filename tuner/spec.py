@@ -29,7 +29,9 @@ from typing import Any
 from tuner.bounds import SECONDS, Bound
 from tuner.budget import Budget, BudgetError
 from tuner.errors import UserError
+from tuner.pruning import Pruning
 from tuner.storage import masked
+from tuner.targets import Speed
 from tuner.text import key_name, shown
 from tuner.tomlfile import MAX_PATH, TomlFileError, read_toml
 from tuner.workload import SIZES
@@ -58,10 +60,15 @@ _SECTIONS: dict[str, frozenset[str]] = {
             "sampler",
             "n_startup_trials",
             "storage",
+            "metric_floor",
+            "remeasure_rounds",
+            "speed",
+            "target",
         }
     ),
     "budget": frozenset(budget_field.name for budget_field in fields(Budget)),
     "run": frozenset({"device", "threads", "memory_budget_mb"}),
+    "pruning": frozenset(pruning_field.name for pruning_field in fields(Pruning)),
 }
 _DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_DB = "studies/tuner.db"
@@ -71,6 +78,26 @@ _TRIALS = Bound(1, 10**6, integer=True)
 #: The runner adds trial numbers to the seed, and NumPy seeds must stay below 2**32.
 _SEED = Bound(0, 2**31 - 1, integer=True)
 _MEMORY_MB = Bound(0, 10**9, low_open=True)  # a petabyte
+_ROUNDS = Bound(0, 100, integer=True)
+_FLOOR = Bound(-1e12, 1e12)
+_PRUNING_BOUNDS = {
+    "reduction_factor": Bound(2, 100, integer=True),
+    "min_evaluations": Bound(1, 1000, integer=True),
+    "min_trials": Bound(1, 10**6, integer=True),
+    "margin": Bound(0, 1),
+}
+#: Spec keys a re-run may change without starting another experiment: how long and where it
+#: runs, and how trials are stopped early (a policy of the search, not of the trials' values).
+_VOLATILE = (
+    "n_trials",
+    "timeout_s",
+    "storage",
+    "device",
+    "threads",
+    "space",
+    "pruning",
+    "remeasure_rounds",
+)
 #: Optuna's study-name column holds 512 characters.
 _NAME_LENGTH = 512
 
@@ -93,6 +120,15 @@ class StudySpec:
     threads: int | None = 1
     memory_budget_mb: float | None = None
     size: str = "small"  # a built-in workload's size (tuner.workload.SIZES)
+    pruning: Pruning = field(default_factory=Pruning)
+    #: Interleaved rounds that re-measure the final front's throughput against the baseline
+    #: when the study ends (0: off).
+    remeasure_rounds: int = 3
+    #: A metric not clearly better than this (or the workload's chance level) is infeasible.
+    metric_floor: float | None = None
+    #: Objective 1: samples/s, or the seconds to reach `target` (`tuner.targets`).
+    speed: Speed = Speed.THROUGHPUT
+    target: float | None = None  # the metric value to reach; with speed = time_to_target only
     source: str = field(default="<spec>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +140,7 @@ class StudySpec:
         data = asdict(self)
         data.pop("source")
         data["sampler"] = self.sampler.value
+        data["speed"] = self.speed.value
         data["storage"] = masked(self.storage)
         return data
 
@@ -114,7 +151,7 @@ class StudySpec:
         checkout does not orphan its studies.
         """
         data = self.to_dict()
-        for volatile in ("n_trials", "timeout_s", "storage", "device", "threads", "space"):
+        for volatile in _VOLATILE:
             data.pop(volatile)
         return data
 
@@ -151,6 +188,7 @@ def load_spec(path: str | Path) -> StudySpec:
     except BudgetError as exc:
         raise SpecError(f"{where}: {exc}") from None
     cores = os.cpu_count() or 1
+    speed, target = check.speed()
     return StudySpec(
         name=check.text("study.name", required=True, max_length=_NAME_LENGTH),
         objective=_resolve_reference(check.text("study.objective", required=True), base),
@@ -171,6 +209,11 @@ def load_spec(path: str | Path) -> StudySpec:
         ),
         memory_budget_mb=check.number("run.memory_budget_mb", _MEMORY_MB),
         size=check.text("study.size", default="small", allowed=SIZES),
+        pruning=check.pruning(),
+        remeasure_rounds=check.integer("study.remeasure_rounds", _ROUNDS, default=3),
+        metric_floor=check.number("study.metric_floor", _FLOOR),
+        speed=speed,
+        target=target,
         source=where,
     )
 
@@ -193,6 +236,10 @@ def resolve_storage(url: str | None, base: Path) -> str:
     if url.startswith(prefix) and not url.startswith(prefix + "/"):
         return f"{prefix}{base / url[len(prefix) :]}"
     return url
+
+
+def _default(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _resolve_reference(reference: str, base: Path) -> str:
@@ -266,6 +313,60 @@ class _Checker:
         if not bound.holds(value):
             raise self._error(field, f"must be {bound}", value)
         return float(value)
+
+    def flag(self, field: str, *, default: bool) -> bool:
+        value = self._get(field, default)
+        if not isinstance(value, bool):
+            raise self._error(field, "must be true or false", value)
+        return value
+
+    def pruning(self) -> Pruning:
+        default = Pruning()
+        bounds = _PRUNING_BOUNDS
+        return Pruning(
+            enabled=self.flag("pruning.enabled", default=default.enabled),
+            reduction_factor=self.integer(
+                "pruning.reduction_factor",
+                bounds["reduction_factor"],
+                default=default.reduction_factor,
+            ),
+            min_evaluations=self.integer(
+                "pruning.min_evaluations",
+                bounds["min_evaluations"],
+                default=default.min_evaluations,
+            ),
+            min_trials=self.integer(
+                "pruning.min_trials", bounds["min_trials"], default=default.min_trials
+            ),
+            throughput_cache=self.flag(
+                "pruning.throughput_cache", default=default.throughput_cache
+            ),
+            margin=_default(self.number("pruning.margin", bounds["margin"]), default.margin),
+        )
+
+    def speed(self) -> tuple[Speed, float | None]:
+        """`study.speed` and the `study.target` that time_to_target needs (and nothing else
+        takes: a target that silently did nothing would read as if it counted)."""
+        value = self._get("study.speed", Speed.THROUGHPUT.value)
+        try:
+            speed = Speed(value)
+        except ValueError:
+            allowed = ", ".join(member.value for member in Speed)
+            raise self._error("study.speed", f"must be one of {allowed}", value) from None
+        target = self.number("study.target", _FLOOR)
+        if speed is Speed.TIME_TO_TARGET and target is None:
+            raise SpecError(
+                f'{self.where}: study.target: required with speed = "time_to_target"; add '
+                "target = <the metric value to reach, e.g. 0.95>"
+            )
+        if speed is Speed.THROUGHPUT and target is not None:
+            raise self._error(
+                "study.target",
+                'only applies with speed = "time_to_target"',
+                target,
+                'set speed = "time_to_target" or remove target',
+            )
+        return speed, target
 
     def sampler(self, field: str) -> SamplerName:
         value = self._get(field, SamplerName.TPE.value)

@@ -21,9 +21,11 @@ import tuner
 from tuner.attrs import StudyAttr, TrialAttr
 from tuner.budget import Budget
 from tuner.errors import UserError
+from tuner.pruning import Pruning
 from tuner.space import SearchSpace
 from tuner.spec import SamplerName, StudySpec
 from tuner.storage import masked
+from tuner.targets import Speed, SpeedObjective
 
 _SAMPLERS: dict[SamplerName, Callable[[int, int], optuna.samplers.BaseSampler]] = {
     # Multivariate, grouped TPE models the conditional optimizer/schedule branches jointly.
@@ -109,7 +111,8 @@ def _create(
         storage=storage,
         directions=[attrs[StudyAttr.METRIC_DIRECTION], "maximize"],
     )
-    study.set_metric_names([attrs[StudyAttr.METRIC_NAME], "throughput"])
+    speed = SpeedObjective.from_attr(attrs.get(StudyAttr.SPEED))
+    study.set_metric_names([attrs[StudyAttr.METRIC_NAME], speed.objective_name])
     for key, value in {**attrs, StudyAttr.TUNER_VERSION: tuner.__version__}.items():
         study.set_user_attr(key, value)
     # The baseline runs first and through the queue, so every sampler sees it as a trial.
@@ -164,7 +167,9 @@ def stored_spec(study: optuna.Study, url: str) -> tuple[StudySpec, SearchSpace]:
             **{
                 **data,
                 "budget": Budget(**data["budget"]),
+                "pruning": Pruning(**data.get("pruning", {})),
                 "sampler": SamplerName(data["sampler"]),
+                "speed": Speed(data.get("speed", Speed.THROUGHPUT.value)),
                 "storage": url,
                 "source": f"study {study.study_name}",
             }

@@ -1,47 +1,73 @@
 """Storing a trial's end: its result's figures, or its failure's kind and reason.
 
 Called only by the runner, which owns ask/tell. A trial's state follows from its outcome:
-COMPLETE with values, PRUNED when the configuration cannot run here or in time, FAIL
-otherwise.
+COMPLETE with values, PRUNED when the configuration cannot run here, in time, in memory or
+in its precision, or was stopped early because it could not reach the front; FAIL otherwise.
+
+What the sampler learns: Optuna's TPE and NSGA-II ignore FAIL trials and rank trials with a
+positive constraint below every feasible one, ordered by the size of the violation. So every
+outcome that says something about the configuration carries a constraint: running out of
+memory (`memory_mb`), overflowing or diverging (`numerics`), being stopped early (`stopped`,
+the fraction of the learning curve it did not reach: a trial stopped late ranks above one
+stopped at once), and finishing no better than chance (`metric_floor`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import optuna
-from optuna.trial import TrialState
 
 from tuner.attrs import FailureKind, TrialAttr
+from tuner.failure_state import failure_state
 from tuner.harness import TrialFailure, TrialResult
 from tuner.supervisor import Outcome
+from tuner.workload import Direction
 
-#: A trial ending with one of these kinds is PRUNED (the combination cannot run here); any
-#: other failure is FAIL.
-_PRUNED_KINDS = frozenset({FailureKind.UNSUPPORTED, FailureKind.TOO_SLOW})
+
+@dataclass(frozen=True)
+class Feasibility:
+    """What decides whether a measured trial may sit on the front."""
+
+    memory_budget_mb: float | None
+    metric_floor: float | None  # the final metric must beat this by more than the noise
+    direction: Direction
+    noise: float
+    evaluations: int  # learning-curve points of a whole trial
 
 
 def tell_outcome(
-    study: optuna.Study, trial: optuna.Trial, outcome: Outcome, memory_budget_mb: float | None
+    study: optuna.Study, trial: optuna.Trial, outcome: Outcome, feasibility: Feasibility
 ) -> None:
     if outcome.rss_bytes is not None:
         trial.set_user_attr(TrialAttr.WORKER_RSS_BYTES, outcome.rss_bytes)
     if outcome.stderr_tail:
         trial.set_user_attr(TrialAttr.STDERR_TAIL, list(outcome.stderr_tail))
     if outcome.result is not None:
-        tell_result(study, trial, outcome.result, memory_budget_mb)
+        tell_result(study, trial, outcome.result, feasibility)
     else:
         assert outcome.failure is not None  # an Outcome holds one or the other
-        tell_failure(study, trial, outcome.failure)
+        tell_failure(study, trial, outcome.failure, feasibility.memory_budget_mb)
 
 
-def tell_failure(study: optuna.Study, trial: optuna.Trial, failure: TrialFailure) -> None:
+def tell_failure(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    failure: TrialFailure,
+    memory_budget_mb: float | None = None,
+    violation: float = 1.0,
+) -> None:
+    """`violation` sizes the constraint of a stopped trial (see the module docstring)."""
     trial.set_user_attr(TrialAttr.FAILURE_KIND, failure.kind.value)
     trial.set_user_attr(TrialAttr.FAILURE_REASON, failure.reason)
-    state = TrialState.PRUNED if failure.kind in _PRUNED_KINDS else TrialState.FAIL
+    state, constraints = failure_state(failure.kind, memory_budget_mb, violation)
+    for name, value in constraints.items():
+        trial.set_constraint(name, value)
     study.tell(trial, state=state)
 
 
 def tell_result(
-    study: optuna.Study, trial: optuna.Trial, result: TrialResult, memory_budget_mb: float | None
+    study: optuna.Study, trial: optuna.Trial, result: TrialResult, feasibility: Feasibility
 ) -> None:
     attrs = {
         TrialAttr.METRIC: result.metric,
@@ -63,7 +89,14 @@ def tell_result(
     }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-    if memory_budget_mb is not None:
+    if result.stopped is not None:
+        reached = len(result.curve) / feasibility.evaluations
+        failure = TrialFailure(FailureKind.STOPPED, result.stopped)
+        tell_failure(study, trial, failure, violation=max(0.01, 1.0 - reached))
+        return
+    assert result.metric is not None  # a trial that ran to its end evaluated
+    budget_mb = feasibility.memory_budget_mb
+    if budget_mb is not None:
         if result.peak_memory_bytes is None:
             tell_failure(
                 study,
@@ -76,5 +109,15 @@ def tell_result(
             )
             return
         # Feasible when <= 0: the sampler learns the memory boundary instead of crashing on it.
-        trial.set_constraint("memory_mb", result.peak_memory_bytes / 2**20 - memory_budget_mb)
+        trial.set_constraint("memory_mb", result.peak_memory_bytes / 2**20 - budget_mb)
+    if feasibility.metric_floor is not None:
+        trial.set_constraint("metric_floor", _below_floor(result.metric, feasibility))
     study.tell(trial, [result.metric, result.throughput])
+
+
+def _below_floor(metric: float, feasibility: Feasibility) -> float:
+    """How far `metric` is from clearly beating the floor (<= 0: it does)."""
+    floor, noise = feasibility.metric_floor or 0.0, feasibility.noise
+    if feasibility.direction is Direction.MAXIMIZE:
+        return floor + noise - metric
+    return metric - (floor - noise)

@@ -72,15 +72,22 @@ class Metric:
     ``noise`` is how far the metric moves between seeds of one config (in metric units).
     A config whose metric beats the baseline's by no more than this has not shown that it
     trains any better, so readers flag it instead of recommending it silently.
+
+    ``chance`` is what a model that learned nothing scores (1/classes for accuracy, 8 bits
+    per character for bytes). A trial not better than it by more than the noise did not
+    train: it is infeasible, so it never sits on the front for its speed alone.
     """
 
     name: str
     direction: Direction
     noise: float = 0.0
+    chance: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.noise, int | float) and self.noise >= 0):
             raise WorkloadError(f"metric.noise: must be a number >= 0, got {self.noise!r}")
+        if self.chance is not None and not isinstance(self.chance, int | float):
+            raise WorkloadError(f"metric.chance: must be a number or None, got {self.chance!r}")
 
 
 @dataclass(frozen=True)

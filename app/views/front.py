@@ -14,7 +14,14 @@ from app import charts, data, widgets
 from app.charts._values import label
 from app.safe import md
 from tuner.relative import baseline_of
-from tuner.report import baseline_line, failure_lines, flag_lines, trial_headers, trial_row
+from tuner.report import (
+    baseline_line,
+    failure_lines,
+    flag_lines,
+    speed_lines,
+    trial_headers,
+    trial_row,
+)
 from tuner.results import KNOBS, StudyView
 
 _CHART = "front_chart"
@@ -101,6 +108,8 @@ st.table(front_table(view, numbers), hide_index=True)
 front_trials = [t for t in (view.trial(n) for n in numbers) if t is not None]
 for line in flag_lines(view, baseline, front_trials):
     (st.warning if line.startswith("!") else st.info)(md(line))
+for line in speed_lines(view, front_trials):
+    st.info(md(line))
 
 st.selectbox(
     "trial", complete, index=None, key=_TRIAL, placeholder="click a point or choose a trial"

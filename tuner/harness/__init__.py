@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from tuner.harness.failures import TrialFailure
-from tuner.harness.trial import Evaluation, TrialResult, evaluate, run_trial
+from tuner.harness.trial import Checkpoint, Evaluation, Judge, TrialResult, evaluate, run_trial
 
-__all__ = ["Evaluation", "TrialFailure", "TrialResult", "evaluate", "run_trial"]
+__all__ = [
+    "Checkpoint",
+    "Evaluation",
+    "Judge",
+    "TrialFailure",
+    "TrialResult",
+    "evaluate",
+    "run_trial",
+]

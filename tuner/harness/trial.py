@@ -30,6 +30,9 @@ from tuner.workload import Workload
 #: With a seconds budget, warm-up times steady steps until they add up to this fraction of
 #: it. Two steps (the old estimate) missed by -50% to +55% on a 2 s budget.
 _CALIBRATION = 0.1
+#: fp16's GradScaler starts at 65,536 and halves on every overflowing step; below this it has
+#: skipped ~17 updates in a row more than it grew: the run overflows, it does not train.
+_MIN_LOSS_SCALE = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,26 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """What a trial knows at a point where it may be stopped: after its first timed window
+    (throughput known, no metric yet: `evaluation` 0) and after each evaluation but the last."""
+
+    evaluation: int  # evaluations done (1-based); 0 before the first
+    step: int
+    throughput: float  # median samples/s of the windows so far
+    metric: float | None
+
+
+#: Hears a trial's checkpoints; a returned reason stops the trial there.
+Judge = Callable[[Checkpoint], str | None]
+
+
+@dataclass(frozen=True)
 class TrialResult:
-    metric: float
+    """A trial's measurements. `stopped` holds the reason when a judge stopped it early: the
+    figures then cover the part that ran, and `metric` is None before any evaluation."""
+
+    metric: float | None
     throughput: float  # median samples/s over windows
     windows: tuple[float, ...]  # samples/s of each window
     compile_s: float
@@ -57,6 +78,7 @@ class TrialResult:
     samples: int
     curve: tuple[Evaluation, ...]
     loader_startup_s: float | None  # worker start-up to first batch; None for tensors
+    stopped: str | None = None
 
 
 def run_trial(
@@ -66,12 +88,14 @@ def run_trial(
     device: torch.device,
     seed: int,
     progress: Callable[[str], None] | None = None,
+    judge: Judge | None = None,
 ) -> TrialResult:
     """Train `workload` under `config` for `budget`, measuring metric, speed and memory.
 
     `progress` hears the speed reached so far ("1,234 samples/s in training") after each
     warm-up step and timed window, so a supervisor that kills a hung trial can say how fast
-    it was going.
+    it was going. `judge` hears each `Checkpoint` (between windows, never inside one) and
+    may stop the trial there, which then returns what it measured so far.
 
     Raises:
         TrialFailure: the trial produced no honest result (diverged, out of memory, compile
@@ -99,13 +123,17 @@ def run_trial(
     warm_batches = start.warmup_batches()
     scratch = torch.zeros((), device=device)
     step_seconds: list[float] = []
-    for step in range(budget.warmup_steps):
+
+    def timed_step(batches: Iterator[tuple[Any, Any]], compiling: bool) -> None:
         synchronize(device)
         tick = time.perf_counter()
-        with _failures_as(compiling=compiled and step == 0):
-            train_steps(setup, warm_batches, workload.loss, 1, scratch)
+        with _failures_as(compiling=compiling):
+            train_steps(setup, batches, workload.loss, 1, scratch)
         synchronize(device)
         step_seconds.append(time.perf_counter() - tick)
+
+    for step in range(budget.warmup_steps):
+        timed_step(warm_batches, compiling=compiled and step == 0)
         if step >= 1:  # a steady step is known: stop now if the whole trial cannot fit
             steady = statistics.median(step_seconds[1:])
             training = budget.seconds or (total_steps or 0) * steady
@@ -115,12 +143,7 @@ def run_trial(
             )
     if budget.seconds:  # time more steady steps, so the horizon fills the seconds it is given
         while sum(step_seconds[1:]) < _CALIBRATION * budget.seconds:
-            synchronize(device)
-            tick = time.perf_counter()
-            with _failures_as(compiling=False):
-                train_steps(setup, warm_batches, workload.loss, 1, scratch)
-            synchronize(device)
-            step_seconds.append(time.perf_counter() - tick)
+            timed_step(warm_batches, compiling=False)
             deadline.check(budget.seconds, f"{samples_per_step / step_seconds[-1]:,.0f} samples/s")
     steady_step_s = statistics.median(step_seconds[1:])
     first_step_s = step_seconds[0] - (source.loader_startup_s or 0.0)
@@ -148,7 +171,8 @@ def run_trial(
     curve: list[Evaluation] = []
     done = 0
     paused = True
-    for end in boundaries:
+    stopped: str | None = None
+    for window_number, end in enumerate(boundaries):
         untimed = min(ahead, end - done - 1) if paused else 0
         with _failures_as(compiling=False):
             train_steps(setup, batches, workload.loss, untimed, loss_sum)
@@ -158,16 +182,29 @@ def run_trial(
         done = end
         deadline.check(0.0, f"{window.rate:,.0f} samples/s in training")
         _check_finite("loss", float(loss_sum), done)
+        _check_loss_scale(setup.scaler, done)
         paused = done in evaluate_at
         if paused:
             with _failures_as(compiling=False):
                 metric = evaluate(setup.eager_model, workload, source.val_batches())
             _check_finite("metric", metric, done)
             curve.append(Evaluation(done, done * samples_per_step, timer.seconds, metric))
+        if judge is not None and end < total_steps and (paused or window_number == 0):
+            stopped = judge(
+                Checkpoint(
+                    evaluation=len(curve),
+                    step=done,
+                    throughput=median_rate(timer.windows),
+                    metric=curve[-1].metric if paused else None,
+                )
+            )
+            if stopped is not None:
+                break
 
     return TrialResult(
+        stopped=stopped,
         loader_startup_s=source.loader_startup_s,
-        metric=curve[-1].metric,
+        metric=curve[-1].metric if curve else None,
         throughput=median_rate(timer.windows),
         windows=tuple(window.rate for window in timer.windows),
         compile_s=compile_s,
@@ -176,8 +213,8 @@ def run_trial(
         memory_kind=memory.kind,
         train_s=timer.seconds,
         trial_s=time.perf_counter() - started,
-        optimizer_steps=total_steps,
-        samples=total_steps * samples_per_step,  # untimed steps included: they trained
+        optimizer_steps=done,
+        samples=done * samples_per_step,  # untimed steps included: they trained
         curve=tuple(curve),
     )
 
@@ -218,6 +255,17 @@ def _check_finite(what: str, value: float, step: int) -> float:
     if not math.isfinite(value):
         raise TrialFailure(FailureKind.DIVERGED, f"{what} became {value} by optimizer step {step}")
     return value
+
+
+def _check_loss_scale(scaler: torch.amp.GradScaler, step: int) -> None:
+    """fp16 overflow: the scaler skips every update, so the loss stays finite and nothing
+    trains. That is numerical infeasibility, reported as divergence."""
+    if scaler.is_enabled() and scaler.get_scale() < _MIN_LOSS_SCALE:
+        raise TrialFailure(
+            FailureKind.DIVERGED,
+            f"fp16 overflow: the GradScaler's loss scale fell to {scaler.get_scale():.3g} by "
+            f"optimizer step {step} (it skips every update whose gradients overflow)",
+        )
 
 
 def _horizon(budget: Budget, per_epoch: int, accumulation: int, step_s: float = 0.0) -> int:

@@ -22,9 +22,9 @@ import torch
 from tuner.attrs import FailureKind
 from tuner.config import CompileMode, ConfigError
 from tuner.errors import UserError
-from tuner.harness import TrialFailure, run_trial
+from tuner.harness import Checkpoint, Judge, TrialFailure, run_trial
 from tuner.harness.failures import classify
-from tuner.supervisor.protocol import Finished, Job, Progress, Started
+from tuner.supervisor.protocol import Finished, Job, Progress, Reached, Started, Verdict
 from tuner.workload import Workload, load_workload
 
 _PR_SET_PDEATHSIG = 1
@@ -56,10 +56,12 @@ def main(argv: list[str]) -> int:
             job = jobs.recv()
         except EOFError:  # the supervisor closed the pipe: no more trials
             return 0
-        replies.send(_run(job, workloads, replies))
+        replies.send(_run(job, workloads, jobs, replies))
 
 
-def _run(job: Job, workloads: dict[str, Workload], replies: Connection) -> Finished:
+def _run(
+    job: Job, workloads: dict[str, Workload], jobs: Connection, replies: Connection
+) -> Finished:
     """Run one job; every way it can end becomes a Finished message."""
     key = f"{job.objective}@{job.size}"
     if key not in workloads:
@@ -82,6 +84,7 @@ def _run(job: Job, workloads: dict[str, Workload], replies: Connection) -> Finis
             torch.device(job.device),
             job.seed,
             progress=lambda speed: replies.send(Progress(speed)),
+            judge=_asking(replies, jobs) if job.judged else None,
         )
     except ConfigError as exc:  # a knob combination torch refuses: the config, not the worker
         return _failed(FailureKind.UNSUPPORTED, str(exc), reusable=True)
@@ -95,6 +98,17 @@ def _run(job: Job, workloads: dict[str, Workload], replies: Connection) -> Finis
     finally:
         _release(job)
     return Finished(result=result, failure=None, reusable=True, rss_bytes=_rss_bytes())
+
+
+def _asking(replies: Connection, jobs: Connection) -> Judge:
+    """A judge that asks the supervisor, which holds the study, and waits for its verdict."""
+
+    def judge(checkpoint: Checkpoint) -> str | None:
+        replies.send(Reached(checkpoint))
+        verdict: Verdict = jobs.recv()
+        return verdict.stop
+
+    return judge
 
 
 def _failed(kind: FailureKind, reason: str, *, reusable: bool = False) -> Finished:

@@ -22,8 +22,8 @@ from multiprocessing.connection import Connection
 from typing import IO
 
 from tuner.attrs import FailureKind
-from tuner.harness import TrialFailure, TrialResult
-from tuner.supervisor.protocol import Finished, Job, Progress, Started
+from tuner.harness import Judge, TrialFailure, TrialResult
+from tuner.supervisor.protocol import Finished, Job, Progress, Reached, Started, Verdict
 
 #: How often the wait loop looks at the stop request and the clock.
 _POLL_S = 0.05
@@ -89,8 +89,14 @@ class TrialProcess:
         """The warm worker's process id, None when none is running."""
         return self._child.process.pid if self._child is not None else None
 
-    def run(self, job: Job, should_stop: Callable[[], bool] = lambda: False) -> Outcome:
-        """Run `job` in the worker, starting one if needed.
+    def run(
+        self,
+        job: Job,
+        should_stop: Callable[[], bool] = lambda: False,
+        judge: Judge | None = None,
+    ) -> Outcome:
+        """Run `job` in the worker, starting one if needed. A judged job's checkpoints go to
+        `judge`, whose answer goes back to the trial.
 
         Raises:
             Abandoned: `should_stop` turned true; the worker was killed.
@@ -101,7 +107,7 @@ class TrialProcess:
         except OSError:  # it died between trials
             return self._crashed(child)
         child.busy = True
-        outcome = self._wait(child, job.budget.time_limit_s, should_stop)
+        outcome = self._wait(child, job.budget.time_limit_s, should_stop, judge)
         child.busy = False
         return outcome
 
@@ -123,7 +129,11 @@ class TrialProcess:
         return self._child
 
     def _wait(
-        self, child: _Child, limit_s: float | None, should_stop: Callable[[], bool]
+        self,
+        child: _Child,
+        limit_s: float | None,
+        should_stop: Callable[[], bool],
+        judge: Judge | None,
     ) -> Outcome:
         sent = time.monotonic()
         started: float | None = None
@@ -152,6 +162,12 @@ class TrialProcess:
                     started = time.monotonic()
                 elif isinstance(message, Progress):
                     speed = message.speed
+                elif isinstance(message, Reached):
+                    stop = judge(message.checkpoint) if judge is not None else None
+                    try:
+                        child.jobs.send(Verdict(stop))
+                    except OSError:
+                        return self._crashed(child)
                 elif isinstance(message, Finished):
                     return self._finished(child, message)
             elif child.process.poll() is not None and not child.replies.poll(0):

@@ -1,8 +1,10 @@
 """The messages between a supervisor and its worker process, in the order they are sent.
 
 Parent -> child: `Job`. Child -> parent: `Started` (the trial's clock starts now: the
-workload is imported), any number of `Progress`, then exactly one `Finished`. Everything is a
-frozen dataclass of picklable values, so the channel is one `multiprocessing` connection.
+workload is imported), any number of `Progress` and `Reached`, then exactly one
+`Finished`; a judged job's child waits after each `Reached` for the parent's `Verdict`.
+Everything is a frozen dataclass of picklable values, so each direction is one
+`multiprocessing` connection.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from tuner.budget import Budget
 from tuner.config import TrialConfig
 
 if TYPE_CHECKING:  # pickled across the pipe; the parent never needs the class itself
-    from tuner.harness import TrialResult
+    from tuner.harness import Checkpoint, TrialResult
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Job:
     device: str
     seed: int
     size: str = "small"  # a built-in workload's size
+    judged: bool = False  # the parent answers each Checkpoint with a Verdict
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,20 @@ class Progress:
     """The speed the trial has reached, e.g. "1,234 samples/s in training"."""
 
     speed: str
+
+
+@dataclass(frozen=True)
+class Reached:
+    """A judged trial reached a checkpoint and waits for the parent's Verdict."""
+
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The parent's answer to a Reached: a reason stops the trial, None lets it go on."""
+
+    stop: str | None
 
 
 @dataclass(frozen=True)

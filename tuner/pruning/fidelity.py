@@ -1,0 +1,91 @@
+"""Asymmetric fidelity: throughput is final long before the metric is.
+
+A trial's speed is known after one timed window (or before it starts, when a trial with the
+same performance key was measured); its metric needs the whole budget. So bound its final
+metric optimistically, by the best final metric of any finished trial whose learning curve
+was no better at the same evaluation, plus the metric's noise. If a finished trial reaches
+that bound and is faster beyond the throughput noise margin, this trial cannot reach the
+front unless it beats every trial whose curve it matched.
+
+Before the first evaluation there is no curve: the bound is the best final metric so far,
+without the noise (with it, nothing could ever be stopped there). A trial slower than the
+best trial can then reach the front only by beating the best metric of the study; that is the
+bet asymmetric fidelity makes, and `benchmarks/search_efficiency.py` measures what it buys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tuner.workload import Direction
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A feasible finished trial: its final metric, throughput and learning curve."""
+
+    number: int
+    metric: float
+    throughput: float
+    curve: Mapping[int, float]  # evaluation number (1-based) -> metric
+
+
+def optimistic_final(
+    finished: Sequence[Finished],
+    evaluation: int,
+    metric: float | None,
+    direction: Direction,
+    noise: float,
+) -> float | None:
+    """The best final metric a trial at (`evaluation`, `metric`) may still reach, or None
+    when no finished trial had as poor a curve (nothing then bounds it). With no metric yet,
+    the best final metric of all, noise not added (see the module docstring)."""
+    better = max if direction is Direction.MAXIMIZE else min
+    sign = 1.0 if direction is Direction.MAXIMIZE else -1.0
+    if metric is None:
+        return better((f.metric for f in finished), default=None)
+    else:
+        similar = [
+            f
+            for f in finished
+            if evaluation in f.curve and sign * f.curve[evaluation] <= sign * metric + noise
+        ]
+    if not similar:
+        return None
+    return better(f.metric for f in similar) + sign * noise
+
+
+def dominated_on_speed(
+    throughput: float,
+    evaluation: int,
+    metric: float | None,
+    finished: Sequence[Finished],
+    *,
+    direction: Direction,
+    noise: float,
+    margin: float,
+) -> str | None:
+    """Why a trial of this `throughput` (and curve so far) cannot reach the front, or None."""
+    bound = optimistic_final(finished, evaluation, metric, direction, noise)
+    if bound is None:
+        return None
+    sign = 1.0 if direction is Direction.MAXIMIZE else -1.0
+    faster = sorted(
+        (
+            f
+            for f in finished
+            if sign * f.metric >= sign * bound and f.throughput > throughput * (1 + margin)
+        ),
+        key=lambda f: f.throughput,
+        reverse=True,
+    )
+    if not faster:
+        return None
+    best = faster[0]
+    where = "before its first evaluation" if metric is None else f"at evaluation {evaluation}"
+    return (
+        f"dominated on speed {where} by trial #{best.number}: {throughput:,.0f} samples/s "
+        f"against {best.throughput:,.0f}, and even the best final metric a trial with a "
+        f"similar curve reached ({bound:.4g}, noise included) would not beat its {best.metric:.4g}"
+    )

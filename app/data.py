@@ -153,7 +153,7 @@ def frame(study: Loaded) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _chart_frame(storage: str, name: str, key: StudyKey, _view: StudyView) -> pd.DataFrame:
-    return with_hover(_frame(storage, name, key, _view), _view.metric_name)
+    return with_hover(_frame(storage, name, key, _view), _view.metric_name, _view.speed)
 
 
 def chart_frame(study: Loaded) -> pd.DataFrame:

@@ -84,7 +84,9 @@ def trial_detail(study: Loaded, trial: TrialRecord, *, key: str, downloads: bool
     st.subheader(f"Trial {trial.number}{' (baseline)' if trial.is_baseline else ''}")
     cells = st.columns(4)
     cells[0].metric(md(view.metric_name), figure_cell(trial.metric, ".4f"))
-    cells[1].metric("throughput (samples/s)", figure_cell(trial.throughput, ",.0f"))
+    speed = view.speed
+    title = "time to target (s)" if speed.to_target else "throughput (samples/s)"
+    cells[1].metric(title, speed.cell(trial.throughput))
     cells[2].metric("speedup over the baseline", speedup_cell(versus))
     cells[3].metric("Δ metric (+ is better)", delta_cell(versus))
     warning = not_better_warning(view, baseline, trial)

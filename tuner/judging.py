@@ -47,6 +47,9 @@ class Rules:
     noise: float
     memory_budget_mb: float | None
     metric_floor: float | None  # rung peers not clearly past it rank no one (see __call__)
+    #: Stop a trial whose samples/s is dominated (`tuner.pruning.fidelity`). Off when speed is
+    #: time to a target: a config slower per sample may need fewer samples and get there first.
+    speed_dominance: bool = True
 
 
 class TrialJudge:
@@ -160,7 +163,7 @@ class TrialJudge:
         evaluation: int,
         metric: float | None,
     ) -> str | None:
-        if not self._rules.pruning.enabled:
+        if not (self._rules.pruning.enabled and self._rules.speed_dominance):
             return None
         finished = [f for f in (_finished(t) for t in others) if f is not None]
         return dominated_on_speed(

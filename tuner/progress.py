@@ -17,6 +17,7 @@ from tuner.report import study_report
 from tuner.results import TrialRecord, metric_key, pareto_front, read_study, record_of
 from tuner.runner import Prepared, prepare, prepare_worker, run_study
 from tuner.spec import StudySpec
+from tuner.targets import SpeedObjective
 from tuner.workload import Direction
 
 
@@ -63,6 +64,7 @@ def _run(
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec = prepared.spec
     metric = prepared.workload.metric
+    speed = spec.speed_objective
     for dropped in prepared.dropped:
         click.echo(f"dropped {dropped['knob']}={dropped['value']}: {dropped['reason']}", err=True)
     for note in auto_notes(prepared.lr_attrs):
@@ -80,12 +82,12 @@ def _run(
         bar.delay = 0
         bar.refresh()
         if records:
-            bar.set_postfix_str(front_summary(records, metric.name, metric.direction))
+            bar.set_postfix_str(front_summary(records, metric.name, metric.direction, speed))
 
     def on_trial(record: TrialRecord) -> None:
         records.append(record)
         bar.update(1)
-        bar.set_postfix_str(front_summary(records, metric.name, metric.direction))
+        bar.set_postfix_str(front_summary(records, metric.name, metric.direction, speed))
 
     try:
         summary = run_study(
@@ -122,8 +124,15 @@ def _run(
     click.echo(study_report(read_study(summary.study, summary.storage)))
 
 
-def front_summary(records: list[TrialRecord], metric_name: str, direction: Direction) -> str:
-    """One line: front size, the best-metric point and the fastest point."""
+def front_summary(
+    records: list[TrialRecord],
+    metric_name: str,
+    direction: Direction,
+    speed: SpeedObjective | None = None,
+) -> str:
+    """One line: front size, the best-metric point and the fastest point (speed as the study
+    scores it: samples/s, or seconds to the target)."""
+    speed = speed or SpeedObjective()
     done = [r for r in records if r.state == "COMPLETE" and r.feasible]
     stopped = sum(r.state in ("FAIL", "PRUNED") for r in records)
     if not done:
@@ -131,7 +140,9 @@ def front_summary(records: list[TrialRecord], metric_name: str, direction: Direc
     front = pareto_front(done, direction)
     best = min(front, key=metric_key(direction))
     fastest = max(front, key=lambda r: r.throughput or 0.0)
+    unit = " s" if speed.to_target else "/s"
+    best_speed, fastest_speed = speed.cell(best.throughput), speed.cell(fastest.throughput)
     return (
-        f"front {len(front)} | best {metric_name} {best.metric:.4g} @ {best.throughput:,.0f}/s"
-        f" | fastest {fastest.throughput:,.0f}/s @ {fastest.metric:.4g} | failed/pruned {stopped}"
+        f"front {len(front)} | best {metric_name} {best.metric:.4g} @ {best_speed}{unit}"
+        f" | fastest {fastest_speed}{unit} @ {fastest.metric:.4g} | failed/pruned {stopped}"
     )

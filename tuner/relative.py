@@ -8,9 +8,10 @@ positive is better for minimized and maximized metrics alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tuner.results import StudyView, TrialRecord
+from tuner.targets import SpeedObjective
 from tuner.workload import Direction
 
 
@@ -18,7 +19,9 @@ from tuner.workload import Direction
 class Versus:
     """One trial against the baseline; None where there is nothing to compare with."""
 
-    speedup: float | None  # throughput / baseline throughput
+    #: objective 1 over the baseline's: throughput, or (time to target) the baseline's seconds
+    #: over the trial's; None where either never reached the target
+    speedup: float | None
     delta: float | None  # metric gain over the baseline, in metric units; > 0 is better
     not_better: bool  # its metric does not beat the baseline's by more than the noise
     worse: bool = False  # ... and is below it by more than the noise: a faster, worse model
@@ -32,6 +35,7 @@ class Baseline:
     note: str  # empty when `trial` is usable
     direction: Direction
     noise: float
+    speed: SpeedObjective = field(default_factory=SpeedObjective)  # what objective 1 is
 
     def versus(self, trial: TrialRecord) -> Versus:
         if self.trial is None or trial.metric is None or trial.throughput is None:
@@ -39,7 +43,8 @@ class Baseline:
         metric, throughput = self.trial.values()
         sign = 1.0 if self.direction is Direction.MAXIMIZE else -1.0
         delta = sign * (trial.metric - metric) + 0.0  # + 0.0: never "-0" for the baseline
-        speedup = trial.throughput / throughput if throughput > 0 else None
+        # A rate of 0 is a run that never reached the target: no time to compare.
+        speedup = trial.throughput / throughput if min(throughput, trial.throughput) > 0 else None
         judged = not trial.is_baseline
         return Versus(
             speedup, delta, judged and delta <= self.noise, judged and delta < -self.noise
@@ -57,4 +62,4 @@ def baseline_of(view: StudyView) -> Baseline:
         first = marked[0]
         why = f" ({first.failure})" if first.failure else ""
         note = f"baseline trial {first.number} is {first.state}{why}: nothing to compare with"
-    return Baseline(complete[0] if complete else None, note, view.direction, view.noise)
+    return Baseline(complete[0] if complete else None, note, view.direction, view.noise, view.speed)

@@ -73,8 +73,11 @@ def figure_cell(value: Any, spec: str) -> str:
 
 
 def speedup_cell(versus: Versus) -> str:
-    """Throughput over the baseline's, e.g. ``1.42×``; ``?`` with no baseline to divide by."""
-    return "?" if versus.speedup is None else f"{versus.speedup:.2f}×"
+    """Speed over the baseline's, e.g. ``1.42×``; ``?`` with no baseline to divide by, ``-``
+    where one of the two never reached the study's target (no time to compare)."""
+    if versus.speedup is None:
+        return "?" if versus.delta is None else "-"
+    return f"{versus.speedup:.2f}×"
 
 
 def delta_cell(versus: Versus) -> str:
@@ -93,9 +96,11 @@ def baseline_line(baseline: Baseline, metric_name: str) -> str:
         return f"baseline: {baseline.note}"
     knobs = knob_summary(trial)
     setup = ", ".join(knobs[k] for k in ("optimizer", "schedule", "batch", "precision", "compile"))
+    speed = baseline.speed.with_unit(trial.throughput)
+    unreached = baseline.speed.seconds(trial.throughput) is None and baseline.speed.to_target
     return (
-        f"baseline: trial {trial.number} ({setup}): {metric_name} {trial.metric:.4f}"
-        f" @ {trial.throughput:,.0f} samples/s"
+        f"baseline: trial {trial.number} ({setup}): {metric_name} {trial.metric:.4f} @ {speed}"
+        + (" (no speedups: they need its time)" if unreached else "")
     )
 
 
@@ -170,7 +175,7 @@ _KNOB_COLUMNS = ("optimizer", "schedule", "batch", "precision", "compile", "clip
 
 def trial_headers(view: StudyView) -> list[str]:
     """The columns of a front table, as `show` prints it and the app draws it."""
-    return ["trial", view.metric_name, "Δ", "samples/s", "speedup", *_KNOB_COLUMNS]
+    return ["trial", view.metric_name, "Δ", view.speed.header, "speedup", *_KNOB_COLUMNS]
 
 
 def trial_row(baseline: Baseline, trial: TrialRecord) -> list[str]:
@@ -181,7 +186,7 @@ def trial_row(baseline: Baseline, trial: TrialRecord) -> list[str]:
         f"{trial.number}{' (baseline)' if trial.is_baseline else ''}",
         f"{trial.metric:.4f}",
         delta_cell(versus),
-        f"{trial.throughput:,.0f}",
+        baseline.speed.cell(trial.throughput),
         speedup_cell(versus),
         *(knobs.get(column, "") for column in _KNOB_COLUMNS),
     ]
@@ -228,7 +233,7 @@ def _report(view: StudyView) -> str:
     lines = [
         one_line(
             f"study {view.name}: objective {objective}, "
-            f"metric {view.metric_name} ({direction}) and throughput (maximize)"
+            f"metric {view.metric_name} ({direction}) and {view.speed.describe(view.metric_name)}"
         ),
         f"storage: {one_line(masked(view.storage))}",
         f"device: {one_line(device_line(view.attrs.get(StudyAttr.DEVICE)))}",
@@ -242,7 +247,7 @@ def _report(view: StudyView) -> str:
         lines.append(trials_table(view, front))
         lines.append(
             f"Δ: {one_line(view.metric_name)} gained over the baseline (+ is better); "
-            "speedup: throughput over the baseline's"
+            + view.speed.speedup_note
         )
         lines += flag_lines(view, baseline, front)
         lines += speed_lines(view, front)

@@ -104,7 +104,7 @@ class TrialRecord:
     number: int
     state: str  # COMPLETE, FAIL, PRUNED, RUNNING, WAITING
     metric: float | None
-    throughput: float | None
+    throughput: float | None  # objective 1: samples/s, or runs to target per hour (StudyView.speed)
     feasible: bool
     attrs: dict[str, Any]
     completed: datetime | None = field(default=None, compare=False)
@@ -292,7 +292,7 @@ def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
 CONSTRAINTS = {
     "memory_mb": "over the memory budget",
     "metric_floor": "not clearly better than the metric floor (chance, or study.metric_floor)",
-    "target": "never reached study.target (speed = time_to_target)",
+    "target": "never reached study.target",
 }
 
 

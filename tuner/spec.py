@@ -31,7 +31,7 @@ from tuner.budget import Budget, BudgetError
 from tuner.errors import UserError
 from tuner.pruning import Pruning
 from tuner.storage import masked
-from tuner.targets import Speed
+from tuner.targets import Speed, SpeedObjective
 from tuner.text import key_name, shown
 from tuner.tomlfile import MAX_PATH, TomlFileError, read_toml
 from tuner.workload import SIZES
@@ -143,6 +143,11 @@ class StudySpec:
         data["speed"] = self.speed.value
         data["storage"] = masked(self.storage)
         return data
+
+    @property
+    def speed_objective(self) -> SpeedObjective:
+        """`speed` and `target` as every reader of objective 1 takes them."""
+        return SpeedObjective(self.speed, self.target)
 
     def identity(self) -> dict[str, Any]:
         """What must match for a re-run to resume a study rather than mix two experiments.

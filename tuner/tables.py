@@ -21,12 +21,18 @@ def trials_frame(view: StudyView) -> pd.DataFrame:
     Columns: trial, state, role (front / dominated / infeasible, or empty for a trial
     without a result), baseline (bool), metric, delta (gain over the baseline, + is better),
     throughput, speedup, not_better, worse, peak_memory_mb, compile_s, trial_s, the KNOBS,
-    failure_kind, failure_reason, completed.
+    failure_kind, failure_reason, completed. A study that scores speed as time to a target
+    (`StudyView.speed`; its throughput is then runs to the target per hour) also has
+    time_to_target_s after speedup.
     """
     baseline = baseline_of(view)
     front = {t.number for t in view.front()}
     rows = [_row(t, baseline.versus(t), t.number in front) for t in view.trials]
-    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    columns = _COLUMNS
+    if view.speed.to_target:
+        at = _COLUMNS.index("speedup") + 1
+        columns = [*_COLUMNS[:at], "time_to_target_s", *_COLUMNS[at:]]
+    frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values("trial", ignore_index=True)
 
 
@@ -69,6 +75,7 @@ def _row(trial: TrialRecord, versus: Versus, on_front: bool) -> dict[str, Any]:
         "delta": versus.delta,
         "throughput": trial.throughput,
         "speedup": versus.speedup,
+        "time_to_target_s": number(attrs.get(TrialAttr.TIME_TO_TARGET_S)),
         "not_better": versus.not_better,
         "worse": versus.worse,
         "peak_memory_mb": None if peak is None else peak / 2**20,

@@ -9,12 +9,14 @@ positive constraint below every feasible one, ordered by the size of the violati
 outcome that says something about the configuration carries a constraint: running out of
 memory (`memory_mb`), overflowing or diverging (`numerics`), being stopped early (`stopped`,
 the fraction of the learning curve it did not reach: a trial stopped late ranks above one
-stopped at once), and finishing no better than chance (`metric_floor`).
+stopped at once), finishing no better than chance (`metric_floor`), and, when a study scores
+speed as time to a target metric, never reaching it (`target`, the distance from the target of
+the best point of its learning curve; objective 1 is then 0).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 
@@ -22,6 +24,7 @@ from tuner.attrs import FailureKind, TrialAttr
 from tuner.failure_state import failure_state
 from tuner.harness import TrialFailure, TrialResult
 from tuner.supervisor import Outcome
+from tuner.targets import RUNS_PER_HOUR, SpeedObjective, target_gap, time_to_target
 from tuner.workload import Direction
 
 
@@ -34,6 +37,7 @@ class Feasibility:
     direction: Direction
     noise: float
     evaluations: int  # learning-curve points of a whole trial
+    speed: SpeedObjective = field(default_factory=SpeedObjective)  # what objective 1 is
 
 
 def tell_outcome(
@@ -112,7 +116,23 @@ def tell_result(
         trial.set_constraint("memory_mb", result.peak_memory_bytes / 2**20 - budget_mb)
     if feasibility.metric_floor is not None:
         trial.set_constraint("metric_floor", _below_floor(result.metric, feasibility))
-    study.tell(trial, [result.metric, result.throughput])
+    study.tell(trial, [result.metric, _speed(trial, result, feasibility)])
+
+
+def _speed(trial: optuna.Trial, result: TrialResult, feasibility: Feasibility) -> float:
+    """Objective 1: samples/s, or runs to the target per hour (`tuner.targets`): 0 for a run
+    that never reached it, made infeasible by how far it stayed from it."""
+    objective = feasibility.speed
+    if not objective.to_target:
+        return result.throughput
+    assert objective.target is not None  # the spec requires a target with time_to_target
+    curve = [{"train_s": p.train_s, "metric": p.metric} for p in result.curve]
+    seconds = time_to_target(curve, objective.target, feasibility.direction)
+    trial.set_user_attr(TrialAttr.TIME_TO_TARGET_S, seconds)
+    if seconds is None:
+        trial.set_constraint("target", target_gap(curve, objective.target, feasibility.direction))
+        return 0.0
+    return RUNS_PER_HOUR / seconds
 
 
 def _below_floor(metric: float, feasibility: Feasibility) -> float:

@@ -19,6 +19,7 @@ from app.charts._values import continuous, label, number, present, scaled, sort_
 from app.safe import html
 from tuner.report import delta_cell, knob_cells, speedup_cell
 from tuner.results import KNOBS
+from tuner.targets import SpeedObjective
 
 #: Above this many points a scatter draws with WebGL.
 WEBGL_ABOVE = 1000
@@ -45,8 +46,10 @@ def front_figure(
     x: XAxis = "throughput",
     color_by: str | None = None,
     selected: int | None = None,
+    speed: SpeedObjective | None = None,
 ) -> Any:
-    """Metric against throughput (or speedup) of every complete trial.
+    """Metric against throughput (or speedup) of every complete trial. `speed` is the
+    study's choice of objective 1 (`StudyView.speed`), which titles the throughput axis.
 
     The Pareto front is drawn in colour and joined by a line in throughput order, dominated
     trials in grey (or faded in their knob's colour with `color_by`), trials over the memory
@@ -125,7 +128,7 @@ def front_figure(
         )
     _zoom(fig, done, front)
     fig.update_layout(
-        xaxis_title=_X_TITLES[x],
+        xaxis_title=(speed or SpeedObjective()).axis_title if x == "throughput" else _X_TITLES[x],
         yaxis_title=html(metric_name),
         legend_title_text=html(color_by or ""),
         margin={"t": 30},
@@ -257,26 +260,31 @@ def _coloured(
     return traces
 
 
-def with_hover(frame: pd.DataFrame, metric_name: str) -> pd.DataFrame:
+def with_hover(
+    frame: pd.DataFrame, metric_name: str, speed: SpeedObjective | None = None
+) -> pd.DataFrame:
     """`frame` with each trial's hover text in a ``hover`` column. Building 5,000 hover texts
     takes a third of a second, so the app builds them once per study state (and caches
     this frame) instead of on every rerun."""
-    return frame.assign(hover=hover_texts(frame, metric_name))
+    return frame.assign(hover=hover_texts(frame, metric_name, speed))
 
 
-def hover_texts(part: pd.DataFrame, metric_name: str) -> list[str]:
-    """Each trial's hover: number, metric and Δ, throughput and speedup, and its key knobs in
-    `tuner show`'s cells. Kept short: 5,000 hovers are sent with every draw of the chart."""
+def hover_texts(
+    part: pd.DataFrame, metric_name: str, speed: SpeedObjective | None = None
+) -> list[str]:
+    """Each trial's hover: number, metric and Δ, speed (as the study scores it, `speed`) and
+    speedup, and its key knobs in `tuner show`'s cells. Kept short: 5,000 hovers are sent
+    with every draw of the chart."""
+    speed = speed or SpeedObjective()
     texts = []
     for row in part.to_dict("records"):
         versus = versus_of(row)
         role = f" ({row['role']})" if row.get("role") else ""
         knobs = {k: row[k] for k in KNOBS if k in row and label(row[k]) != "n/a"}
-        throughput = number(row.get("throughput"))
         texts.append(
             f"<b>trial {row['trial']}</b>{' (baseline)' if row.get('baseline') else ''}{role}<br>"
             f"{html(metric_name)} {label(row['metric'])}  Δ {delta_cell(versus)}<br>"
-            f"{'?' if throughput is None else f'{throughput:,.0f}'} samples/s  "
+            f"{speed.with_unit(number(row.get('throughput')))}  "
             f"speedup {speedup_cell(versus)}<br>{html(_knob_line(knobs))}"
         )
     return texts

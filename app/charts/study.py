@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from app.charts._values import continuous, label, present, scaled, sort_key
 from app.safe import html
 from tuner.diagnostics import HypervolumePoint
+from tuner.targets import SpeedObjective
 
 
 def hypervolume_frame(history: Sequence[HypervolumePoint]) -> pd.DataFrame:
@@ -63,10 +64,17 @@ def importance_figure(importances: Mapping[str, Mapping[str, float]]) -> Any:
     return fig
 
 
-def parallel_figure(frame: pd.DataFrame, *, metric_name: str, knobs: Sequence[str]) -> Any:
-    """Parallel coordinates of complete trials over `knobs` and both objectives, coloured by
-    the metric. Categorical knobs get one tick per value; a knob that does not apply to a
-    trial (momentum under Adam) sits on an "n/a" tick below the axis' values."""
+def parallel_figure(
+    frame: pd.DataFrame,
+    *,
+    metric_name: str,
+    knobs: Sequence[str],
+    speed: SpeedObjective | None = None,
+) -> Any:
+    """Parallel coordinates of complete trials over `knobs` and both objectives (objective 1
+    as the study scores it: `speed`), coloured by the metric. Categorical knobs get one tick
+    per value; a knob that does not apply to a trial (momentum under Adam) sits on an "n/a"
+    tick below the axis' values."""
     done = frame[frame["state"] == "COMPLETE"]
     dimensions = []
     for knob in knobs:
@@ -74,7 +82,7 @@ def parallel_figure(frame: pd.DataFrame, *, metric_name: str, knobs: Sequence[st
             dimensions.append(_dimension(done[knob].rename(knob)))
     dimensions += [
         {"label": html(metric_name), "values": done["metric"]},
-        {"label": "samples/s", "values": done["throughput"]},
+        {"label": (speed or SpeedObjective()).rate_label, "values": done["throughput"]},
     ]
     line = {
         "color": done["metric"],

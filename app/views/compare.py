@@ -13,14 +13,21 @@ from app.charts._values import label, versus_of
 from tuner.attrs import TrialAttr
 from tuner.report import delta_cell, figure_cell, speedup_cell
 from tuner.results import KNOBS
+from tuner.targets import SpeedObjective
 
 CURVE_AXES: list[charts.CurveX] = ["step", "samples", "train_s"]
 _HIGHLIGHT = "background-color: rgba(255, 193, 7, 0.25)"
 
 
-def side_by_side(frame: pd.DataFrame, numbers: list[int], metric_name: str) -> pd.DataFrame:
+def side_by_side(
+    frame: pd.DataFrame,
+    numbers: list[int],
+    metric_name: str,
+    speed: SpeedObjective | None = None,
+) -> pd.DataFrame:
     """Rows: figures then knobs; one text column per trial; ``differs`` marks rows whose
-    values are not all the same."""
+    values are not all the same. Speed reads as the study scores it (`StudyView.speed`)."""
+    speed = speed or SpeedObjective()
     rows = frame.set_index("trial").loc[numbers]
     table: dict[str, list[str]] = {}
     for number_, row in rows.iterrows():
@@ -30,7 +37,7 @@ def side_by_side(frame: pd.DataFrame, numbers: list[int], metric_name: str) -> p
             "role": row["role"] or "—",
             metric_name: figure_cell(row["metric"], ".4f"),
             "Δ metric": delta_cell(versus),
-            "samples/s": figure_cell(row["throughput"], ",.0f"),
+            speed.header: speed.cell(row["throughput"]),
             "speedup": speedup_cell(versus),
             "peak memory (MB)": figure_cell(row["peak_memory_mb"], ",.0f"),
             "compile (s)": figure_cell(row["compile_s"], ".3g"),
@@ -67,7 +74,7 @@ if len(chosen) < 2:
     st.info("Choose two or more trials to compare.")
     st.stop()
 numbers = [int(n) for n in chosen]
-table = side_by_side(frame, numbers, view.metric_name)
+table = side_by_side(frame, numbers, view.metric_name, view.speed)
 st.dataframe(table.style.apply(highlight, axis=1), height="content")
 
 records = {f"trial {n}": view.trial(n) for n in numbers}

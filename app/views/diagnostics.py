@@ -68,5 +68,5 @@ shown = st.multiselect(
     key="diag_knobs",
     placeholder="choose knobs",
 )
-figure = charts.parallel_figure(frame, metric_name=view.metric_name, knobs=shown)
+figure = charts.parallel_figure(frame, metric_name=view.metric_name, knobs=shown, speed=view.speed)
 st.plotly_chart(figure, key="diag_parallel")

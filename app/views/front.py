@@ -57,12 +57,15 @@ baseline = baseline_of(view)
 st.caption(md(baseline_line(baseline, view.metric_name)))
 
 controls = st.columns([1, 1, 2])
+speed = view.speed  # what objective 1 is: samples/s, or runs to the target per hour
+_AXIS_NAMES = {"throughput": "runs per hour" if speed.to_target else "throughput"}
 chosen_axis = controls[0].radio(
     "x axis",
     ["throughput", "speedup"],
     horizontal=True,
     key="front_x",
-    help="speedup: throughput over the baseline's",
+    format_func=lambda option: _AXIS_NAMES.get(option, option),
+    help=speed.speedup_note,
 )
 colourable = [k for k in KNOBS if k in frame and frame[k].map(label).nunique() > 1]
 colour_by = controls[1].selectbox(
@@ -71,6 +74,9 @@ colour_by = controls[1].selectbox(
 axis: charts.XAxis = "speedup" if chosen_axis == "speedup" else "throughput"
 if axis == "speedup" and baseline.trial is None:
     st.warning(md(f"speedup needs the baseline, but {baseline.note}; showing throughput"))
+    axis = "throughput"
+elif axis == "speedup" and baseline.trial and speed.seconds(baseline.trial.throughput) is None:
+    st.warning("speedup needs the baseline's time to target, but it never reached the target")
     axis = "throughput"
 
 complete = frame.loc[frame["state"] == "COMPLETE", "trial"].tolist()
@@ -85,7 +91,12 @@ with chart:
     )
     if tab_front.open is not False:
         figure = charts.front_figure(
-            frame, metric_name=view.metric_name, x=axis, color_by=colour_by, selected=selected
+            frame,
+            metric_name=view.metric_name,
+            x=axis,
+            color_by=colour_by,
+            selected=selected,
+            speed=speed,
         )
         tab_front.plotly_chart(
             figure,

@@ -18,6 +18,7 @@ from app import data, widgets
 from app.safe import md
 from tuner.errors import UserError
 from tuner.pick import PICK_HELP, Condition, Pick, PickKind, Quantity, select
+from tuner.targets import SpeedObjective
 from tuner.workload import Direction
 
 _LABELS = {
@@ -56,8 +57,15 @@ def memory_ceiling(done: pd.DataFrame) -> tuple[Condition, ...]:
     return (Condition(Quantity.MEMORY_MB, at_least=False, value=ceiling),)
 
 
-def build(kind: PickKind, complete: pd.DataFrame, direction: Direction, metric_name: str) -> Pick:
-    """The pick the controls of `kind` describe, over the study's complete trials."""
+def build(
+    kind: PickKind,
+    complete: pd.DataFrame,
+    direction: Direction,
+    metric_name: str,
+    objective: SpeedObjective | None = None,
+) -> Pick:
+    """The pick the controls of `kind` describe, over the study's complete trials;
+    `objective` says what their throughput is (samples/s, or runs to the target per hour)."""
     done = complete[complete["role"] != "infeasible"]  # what every rule but trial=N picks from
     front = done[done["role"] == "front"]
     if kind is PickKind.FASTEST_WITHIN:
@@ -78,7 +86,8 @@ def build(kind: PickKind, complete: pd.DataFrame, direction: Direction, metric_n
         return Pick(kind, conditions=(metric, *memory_ceiling(done)))
     if kind is PickKind.BEST_WITH:
         default = float(front["throughput"].median())
-        floor = bound("throughput at least (samples/s)", done["throughput"], default, "pick_tp")
+        unit = (objective or SpeedObjective()).rate_label
+        floor = bound(f"throughput at least ({unit})", done["throughput"], default, "pick_tp")
         speed = Condition(Quantity.THROUGHPUT, at_least=True, value=floor)
         return Pick(kind, conditions=(speed, *memory_ceiling(done)))
     if kind is PickKind.TRIAL:
@@ -102,7 +111,7 @@ kind = st.radio(
     key="pick_kind",
     help=PICK_HELP,
 )
-pick = build(PickKind(kind), complete, view.direction, view.metric_name)
+pick = build(PickKind(kind), complete, view.direction, view.metric_name, view.speed)
 rule = str(pick)
 st.code(rule, language=None)
 st.caption("the same pick from the command line (add --storage URL):")

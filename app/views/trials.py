@@ -23,6 +23,7 @@ _SHOWN = (
     "delta",
     "throughput",
     "speedup",
+    "time_to_target_s",  # a study that scores speed as time to a target has it
     "optimizer",
     "lr",
     "schedule",

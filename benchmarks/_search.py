@@ -176,6 +176,7 @@ class Run:
     wall_s: float
     states: dict[str, int]
     view: StudyView = dataclasses.field(repr=False)
+    prepare_s: float = 0.0  # resolving the spec before the clock starts (lr range tests)
 
     def within(self, seconds: float) -> list[Point]:
         """The points of trials that completed within `seconds` of the start."""
@@ -203,12 +204,15 @@ def run_method(spec: StudySpec, method: Method) -> Run:
     from tuner.runner import prepare, run_study
 
     quiet()
-    prepared = prepare(spec)
+    clock = time.perf_counter()
+    prepared = prepare(spec)  # runs the lr range tests of a space with lr = "auto"
+    prepare_s = time.perf_counter() - clock
     start, clock = datetime.now(), time.perf_counter()  # Optuna stamps trials with now()
     run_study(prepared, workers=1)
     wall = time.perf_counter() - clock
     view = read_study(spec.name, spec.storage)
-    return Run(method, spec.seed, tuple(study_points(view, start)), wall, view.state_counts(), view)
+    points = tuple(study_points(view, start))
+    return Run(method, spec.seed, points, wall, view.state_counts(), view, prepare_s)
 
 
 def spread(values: Sequence[float], digits: int = 3) -> str:

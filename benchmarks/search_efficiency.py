@@ -34,6 +34,12 @@ reference's noise-robust hypervolume is printed beside it.
 
     python -m benchmarks.search_efficiency [--workload digits|charlm] [--seeds N] [--budget-s S]
     python -m benchmarks.search_efficiency --reference benchmarks/data/digits_reference_front.json
+    python -m benchmarks.search_efficiency --space auto_lr [--workload digits] [--seeds N]
+
+``--space`` compares tuner on the shipped space with tuner on another (``auto_lr``: the same
+space with ``lr = "auto"``) at the same wall-clock; the other space's extra time before the
+clock starts (its lr range tests) comes off its budget, and it prints
+``hypervolume ratio auto_lr vs quick: X``.
 
 Durations: 3 methods x seeds x (budget + the trial running at the deadline, which finishes
 uncounted + ~5 s of start-up): digits, 5 seeds of 120 s, about 35 min; charlm, 3 seeds of
@@ -152,6 +158,41 @@ def budget_mode(workload: str, seeds: int, budget_s: float, storage: str) -> Non
         print(f"hypervolume ratio vs {other}: {spread(values)}; goal >= {GOALS[other]}: {verdict}")
 
 
+def space_mode(workload: str, space: str, seeds: int, budget_s: float, storage: str) -> None:
+    """tuner's default search on the shipped spec's space against the same search on `space`
+    (e.g. auto_lr, the same space with lr = "auto"), at the same wall-clock: what the other
+    space spends before its first trial (lr range tests) comes off its budget."""
+    spec_file, _ = WORKLOADS[workload]
+    shipped = load_spec(ROOT / spec_file)
+    other = dataclasses.replace(shipped, space=space)
+    scale = SCALES[workload]
+    print(f"{workload}: space {shipped.space} vs {space}, {budget_s:.0f} s per run", flush=True)
+    hv: dict[str, list[float]] = {"shipped": [], space: []}
+    for seed in range(seeds):
+        order = [("shipped", shipped), (space, other)]
+        runs = {}
+        for label, base in order if seed % 2 == 0 else order[::-1]:
+            spec = method_spec(
+                base,
+                Method.TUNER,
+                name=f"{base.name}-{label}-seed{seed}",
+                storage=storage,
+                seed=seed,
+                n_trials=10**6,
+                timeout_s=budget_s,
+            )
+            runs[label] = run_method(spec, Method.TUNER)
+        extra = max(0.0, runs[space].prepare_s - runs["shipped"].prepare_s)
+        for label, run in runs.items():
+            within = run.within(budget_s - (extra if label == space else 0.0))
+            hv[label].append(front_hypervolume(within, scale))
+            before = f"{run.prepare_s:.1f} s before the clock"
+            print(f"  seed {seed} {label:>8}: {run.summary()}; {before}", flush=True)
+    ratios = [ratio(a, b) for a, b in zip(hv[space], hv["shipped"], strict=True)]
+    print(f"  hypervolume {space}: {per_seed(hv[space])}; shipped: {per_seed(hv['shipped'])}")
+    print(f"hypervolume ratio {space} vs {shipped.space}: {spread(ratios)}")
+
+
 def reference_mode(reference: Path, seeds: int, n_trials: int, storage: str) -> None:
     data = json.loads(reference.read_text())
     scale = SCALES[data["workload"]]
@@ -222,6 +263,11 @@ def main() -> None:
         "--trials", type=int, default=30, help="trials per run with --reference (default 30)"
     )
     parser.add_argument(
+        "--space",
+        default=None,
+        help="compare tuner on the shipped space with tuner on this space (e.g. auto_lr)",
+    )
+    parser.add_argument(
         "--keep", type=Path, default=None, help="keep the studies' SQLite file in this folder"
     )
     args = parser.parse_args()
@@ -233,10 +279,12 @@ def main() -> None:
         # A fresh file per invocation: a study name already in it would be resumed, not rerun.
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         storage = f"sqlite:///{folder.resolve() / f'search_efficiency-{stamp}.db'}"
+        budget = args.budget_s or WORKLOADS[args.workload][1]
         if args.reference is not None:
             reference_mode(args.reference, args.seeds, args.trials, storage)
+        elif args.space is not None:
+            space_mode(args.workload, args.space, args.seeds, budget, storage)
         else:
-            budget = args.budget_s or WORKLOADS[args.workload][1]
             budget_mode(args.workload, args.seeds, budget, storage)
 
 

@@ -87,10 +87,13 @@ SLOW_POOR = Finished(2, metric=0.70, throughput=1000, curve={1: 0.50, 2: 0.70})
 
 
 def test_the_optimistic_bound_comes_from_trials_whose_curve_was_no_better() -> None:
-    finished = [FAST_GOOD, SLOW_POOR]
+    poorer = Finished(3, metric=0.75, throughput=800, curve={1: 0.45, 2: 0.75})
+    finished = [FAST_GOOD, SLOW_POOR, poorer]
     assert optimistic_final(finished, 0, None, MAX, noise=0.01) == 0.95  # the best so far
-    # at 0.55 on evaluation 1 only trial 2 was as poor: it reached 0.70
-    assert optimistic_final(finished, 1, 0.55, MAX, noise=0.01) == pytest.approx(0.71)
+    # at 0.55 on evaluation 1 trials 2 and 3 were as poor: the better reached 0.75
+    assert optimistic_final(finished, 1, 0.55, MAX, noise=0.01) == pytest.approx(0.76)
+    # at 0.47 only trial 3 was as poor: one curve bounds nothing
+    assert optimistic_final(finished, 1, 0.47, MAX, noise=0.01) is None
     # worse than every finished curve: nothing bounds it
     assert optimistic_final(finished, 1, 0.30, MAX, noise=0.01) is None
 
@@ -109,13 +112,14 @@ def test_a_slow_trial_is_dominated_on_speed_before_its_first_evaluation() -> Non
 def test_dominance_on_speed_respects_a_minimized_metric() -> None:
     fast = Finished(1, metric=1.5, throughput=5000, curve={1: 2.0})
     slow = Finished(2, metric=1.9, throughput=800, curve={1: 2.6})
+    slower = Finished(3, metric=2.0, throughput=700, curve={1: 2.7})
     kwargs: dict[str, Any] = dict(direction=MIN, noise=0.03, margin=0.05)
-    # at 2.5 bits after evaluation 1, as poor as trial 2's curve: its best hope is 1.87,
+    # at 2.5 bits after evaluation 1, as poor as trials 2 and 3: its best hope is 1.87,
     # which trial 1 beats at 5x the speed
-    reason = dominated_on_speed(1000, 1, 2.5, [fast, slow], **kwargs)
+    reason = dominated_on_speed(1000, 1, 2.5, [fast, slow, slower], **kwargs)
     assert reason is not None and "trial #1" in reason and "evaluation 1" in reason
     # as good a curve as trial 1's: it may end as good, so it goes on
-    assert dominated_on_speed(1000, 1, 1.8, [fast, slow], **kwargs) is None
+    assert dominated_on_speed(1000, 1, 1.8, [fast, slow, slower], **kwargs) is None
 
 
 # --- performance key and memory model -------------------------------------------------------

@@ -2,10 +2,11 @@
 
 A trial's speed is known after one timed window (or before it starts, when a trial with the
 same performance key was measured); its metric needs the whole budget. So bound its final
-metric optimistically, by the best final metric of any finished trial whose learning curve
-was no better at the same evaluation, plus the metric's noise. If a finished trial reaches
-that bound and is faster beyond the throughput noise margin, this trial cannot reach the
-front unless it beats every trial whose curve it matched.
+metric optimistically, by the best final metric of the finished trials whose learning curve
+was no better at the same evaluation, plus the metric's noise; it takes at least
+`MIN_SIMILAR` of them, since one trial's curve is an anecdote (schedules with warm-up start
+slow). If a finished trial reaches that bound and is faster beyond the throughput noise
+margin, this trial cannot reach the front unless it beats every trial whose curve it matched.
 
 Before the first evaluation there is no curve: the bound is the best final metric so far,
 without the noise (with it, nothing could ever be stopped there). A trial slower than the
@@ -19,6 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tuner.workload import Direction
+
+#: Finished trials with as poor a curve that it takes to bound a trial's final metric.
+MIN_SIMILAR = 2
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ def optimistic_final(
     noise: float,
 ) -> float | None:
     """The best final metric a trial at (`evaluation`, `metric`) may still reach, or None
-    when no finished trial had as poor a curve (nothing then bounds it). With no metric yet,
+    when fewer than `MIN_SIMILAR` finished trials had as poor a curve. With no metric yet,
     the best final metric of all, noise not added (see the module docstring)."""
     better = max if direction is Direction.MAXIMIZE else min
     sign = 1.0 if direction is Direction.MAXIMIZE else -1.0
@@ -51,7 +55,7 @@ def optimistic_final(
             for f in finished
             if evaluation in f.curve and sign * f.curve[evaluation] <= sign * metric + noise
         ]
-    if not similar:
+    if len(similar) < MIN_SIMILAR:
         return None
     return better(f.metric for f in similar) + sign * noise
 

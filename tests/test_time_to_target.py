@@ -16,11 +16,12 @@ from tuner.attrs import FailureKind, StudyAttr, TrialAttr
 from tuner.config import DEFAULT_BASELINE
 from tuner.handoff import provenance_of
 from tuner.judging import Rules, TrialJudge
+from tuner.prepare import policies
 from tuner.pruning import Pruning
 from tuner.relative import baseline_of
 from tuner.report import study_report, trial_headers, trial_row
 from tuner.results import StudyView, TrialRecord, read_study
-from tuner.runner import _policies, prepare, run_study
+from tuner.runner import prepare, run_study
 from tuner.spec import SpecError, load_spec
 from tuner.study_open import stored_spec
 from tuner.targets import (
@@ -154,7 +155,7 @@ def test_a_time_to_target_study_scores_runs_per_hour_and_never_reaching_is_infea
     # them) never do.
     spec = write_spec(tmp_path, speed="time_to_target", target=0.5)
     prepared = prepare(spec)
-    rules, _ = _policies(prepared)
+    rules, _ = policies(prepared)
     assert not rules.speed_dominance  # samples/s does not rank a time to target
     run_study(prepared)
 

@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from tuner.choices import OptimizerName
-from tuner.errors import UserError
+from tuner.errors import ConfigError
 
 #: The reference effective batch of a space that names none: the default micro-batch and the
 #: default baseline's batch, so a space's lr ranges mean what they meant before scaling existed.
@@ -161,7 +161,9 @@ class BatchScaling:
         unknown = sorted(set(data) - _FIELDS)
         if unknown:
             allowed = ", ".join(sorted(_FIELDS))
-            raise _error(f"batch_scaling: unknown key {unknown[0]!r}; allowed keys are {allowed}")
+            raise ConfigError(
+                f"batch_scaling: unknown key {unknown[0]!r}; allowed keys are {allowed}"
+            )
         rule = data.get("rule")
         if rule not in (LrScaling.LINEAR.value, LrScaling.SQRT.value):
             raise _fail("batch_scaling.rule", "must be linear or sqrt", rule)
@@ -172,11 +174,5 @@ class BatchScaling:
 _FIELDS = frozenset({"rule", "reference_batch", "factor", "unscaled_lr"})
 
 
-def _error(message: str) -> UserError:
-    from tuner.config import ConfigError  # config imports this module: import it late
-
-    return ConfigError(message)
-
-
-def _fail(field: str, message: str, value: Any) -> UserError:
-    return _error(f"{field}: {message}, got {value!r}")
+def _fail(field: str, message: str, value: Any) -> ConfigError:
+    return ConfigError(f"{field}: {message}, got {value!r}")

@@ -380,8 +380,8 @@ def lr_find(
     with deferred_interrupt():  # a Ctrl-C inside torch's native start-up would abort
         import torch  # noqa: F401
 
-        from tuner.lrfind import LrFindRequest, format_report
-        from tuner.lrfind import lr_find as run_lr_find
+        from tuner.lrfind_command import LrFindRequest, format_report
+        from tuner.lrfind_command import lr_find as run_lr_find
 
     request = LrFindRequest(
         optimizer, batch_size, precision, accumulation, start_lr, end_lr, iterations, plot

@@ -26,13 +26,9 @@ from tuner.choices import (
     Precision,
     ScheduleName,
 )
-from tuner.errors import UserError
+from tuner.errors import ConfigError
 
 _E = TypeVar("_E", bound=StrEnum)
-
-
-class ConfigError(UserError):
-    """A config value is invalid; the message names the field and the bad value."""
 
 
 def _fail(field: str, message: str, value: Any) -> ConfigError:

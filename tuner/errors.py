@@ -21,3 +21,7 @@ class StorageLost(UserError):
     """
 
     exit_code = 1
+
+
+class ConfigError(UserError):
+    """A config value is invalid; the message names the field and the bad value."""

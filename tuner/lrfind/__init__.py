@@ -8,7 +8,7 @@ runs, so importing this package is cheap.
 
 Example::
 
-    from tuner.lrfind import LrFindRequest, format_report, lr_find
+    from tuner.lrfind_command import LrFindRequest, format_report, lr_find
     from tuner.spec import load_spec
 
     report = lr_find(load_spec("studies/quick.toml"), LrFindRequest(optimizer="sgd"))
@@ -17,8 +17,10 @@ Example::
 
 from __future__ import annotations
 
-from tuner.lrfind._command import LrFindReport, LrFindRequest, format_report, lr_find
 from tuner.lrfind._records import (
+    DEFAULT_END_LR,
+    DEFAULT_ITERATIONS,
+    DEFAULT_START_LR,
     LrFindError,
     RangeTest,
     RangeTestFailed,
@@ -33,24 +35,25 @@ from tuner.lrfind._resolve import (
     resolve_space,
 )
 from tuner.lrfind._run import run_range_test
-from tuner.lrfind._store import complete_study, stored_results
+from tuner.lrfind._store import complete_study, record_result, storage_errors, stored_results
 
 __all__ = [
+    "DEFAULT_END_LR",
+    "DEFAULT_ITERATIONS",
+    "DEFAULT_START_LR",
     "LrFindError",
-    "LrFindReport",
-    "LrFindRequest",
     "RangeTest",
     "RangeTestFailed",
     "RangeTestResult",
     "ResolvedSpace",
     "auto_notes",
     "complete_study",
-    "format_report",
     "load_auto_space",
-    "lr_find",
     "planned_test",
+    "record_result",
     "representative_optimizer",
     "resolve_space",
     "run_range_test",
+    "storage_errors",
     "stored_results",
 ]

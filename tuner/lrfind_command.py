@@ -13,15 +13,19 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.lrfind._records import (
+from tuner.lrfind import (
     DEFAULT_END_LR,
     DEFAULT_ITERATIONS,
     DEFAULT_START_LR,
     LrFindError,
     RangeTestResult,
+    auto_notes,
+    complete_study,
+    load_auto_space,
+    planned_test,
+    record_result,
+    storage_errors,
 )
-from tuner.lrfind._resolve import auto_notes, load_auto_space, planned_test
-from tuner.lrfind._store import complete_study, record_result, storage_errors
 from tuner.space.auto_lr import auto_range
 from tuner.space.schema import FloatRange
 from tuner.spec import StudySpec
@@ -72,7 +76,7 @@ def lr_find(spec: StudySpec, request: LrFindRequest) -> LrFindReport:
 
     from tuner.hardware import select_device
     from tuner.harness.probe import probe
-    from tuner.lrfind._run import run_range_test
+    from tuner.lrfind import run_range_test
     from tuner.runner import open_prepared, prepare
     from tuner.storage import open_storage
     from tuner.workload import load_workload

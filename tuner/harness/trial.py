@@ -183,23 +183,24 @@ def run_trial(
         deadline.check(0.0, f"{window.rate:,.0f} samples/s in training")
         _check_finite("loss", float(loss_sum), done)
         _check_loss_scale(setup.scaler, done)
-        paused = done in evaluate_at
-        if paused:
+        evaluated = paused = done in evaluate_at
+        if evaluated:
             with _failures_as(compiling=False):
                 metric = evaluate(setup.eager_model, workload, source.val_batches())
             _check_finite("metric", metric, done)
             curve.append(Evaluation(done, done * samples_per_step, timer.seconds, metric))
-        if judge is not None and end < total_steps and (paused or window_number == 0):
+        if judge is not None and end < total_steps and (evaluated or window_number == 0):
             stopped = judge(
                 Checkpoint(
                     evaluation=len(curve),
                     step=done,
                     throughput=median_rate(timer.windows),
-                    metric=curve[-1].metric if paused else None,
+                    metric=curve[-1].metric if evaluated else None,
                 )
             )
             if stopped is not None:
                 break
+            paused = True  # loader workers ran ahead while the judge was asked
 
     return TrialResult(
         stopped=stopped,

@@ -7,101 +7,32 @@ A UserError becomes one line on stderr and exit code 2.
 
 from __future__ import annotations
 
-import functools
-import math
 import re
-import shlex
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
+from tuner.cli_options import (
+    finite,
+    n_trials_option,
+    storage_option,
+    storage_url,
+    study_ref,
+    timeout_option,
+    typed_command,
+    user_errors,
+    workers_option,
+)
 from tuner.errors import UserError
 from tuner.pick import PICK_HELP
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _user_errors(command: _F) -> _F:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper  # type: ignore[return-value]
-
-
-storage_option = click.option(
-    "--storage",
-    metavar="URL",
-    help="Optuna storage URL (sqlite:///file.db, postgresql://..., journal:file.log). "
-    "Default: studies/tuner.db in the current folder (for a spec with a storage key, that).",
-)
-
-
-def _storage_url(storage: str | None) -> str:
-    """--storage as a full URL (a relative SQLite path is relative to the working directory);
-    without it, the default storage."""
-    from tuner.spec import resolve_storage
-
-    return resolve_storage(storage or None, Path.cwd())
-
-
-def _study_ref(study: str, storage: str | None) -> tuple[str, str]:
-    """STUDY is a spec file (name and storage come from it) or a study name."""
-    from tuner.spec import load_spec
-
-    if study.endswith(".toml"):
-        spec = load_spec(study)
-        return spec.name, _storage_url(storage) if storage else spec.storage
-    return study, _storage_url(storage)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tuner")
 def cli() -> None:
     """Search how to train a PyTorch model: metric and throughput, as a Pareto front."""
-
-
-workers_option = click.option(
-    "--workers",
-    type=click.IntRange(1, 256),
-    default=1,
-    show_default=True,
-    help="Trials run at once, each in its own worker process. On a CPU the cores are split "
-    "between them; with several GPUs each takes one.",
-)
-n_trials_option = click.option(
-    "--n-trials",
-    type=click.IntRange(1, 10**6),
-    help="Trials with a result the study should have in total (all workers together).",
-)
-
-
-def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """click's FloatRange lets nan through (every comparison with nan is false)."""
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a number of seconds", ctx, param)
-    return value
-
-
-timeout_option = click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, max=10**7, min_open=True),
-    callback=_finite,
-    help="Stop starting new trials after this many seconds.",
-)
-
-
-def _typed_command() -> str:
-    """What the user typed, for the hint that says how to resume."""
-    return " ".join(shlex.quote(arg) for arg in ["tuner", *sys.argv[1:]])
 
 
 @cli.command()
@@ -111,7 +42,7 @@ def _typed_command() -> str:
 @storage_option
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Override the spec's seed.")
 @workers_option
-@_user_errors
+@user_errors
 def run(
     spec_file: str,
     n_trials: int | None,
@@ -133,10 +64,10 @@ def run(
         spec,
         n_trials=n_trials,
         timeout_s=timeout,
-        storage=_storage_url(storage) if storage else None,
+        storage=storage_url(storage) if storage else None,
         seed=seed,
         workers=workers,
-        resume_command=_typed_command(),
+        resume_command=typed_command(),
     )
 
 
@@ -146,7 +77,7 @@ def run(
 @n_trials_option
 @timeout_option
 @workers_option
-@_user_errors
+@user_errors
 def worker(
     study: str, storage: str | None, n_trials: int | None, timeout: float | None, workers: int
 ) -> None:
@@ -157,7 +88,7 @@ def worker(
     """
     from tuner.interrupts import deferred_interrupt
 
-    name, url = _study_ref(study, storage)
+    name, url = study_ref(study, storage)
     with deferred_interrupt():
         from tuner.progress import join_with_progress
 
@@ -167,14 +98,14 @@ def worker(
         n_trials=n_trials,
         timeout_s=timeout,
         workers=workers,
-        resume_command=_typed_command(),
+        resume_command=typed_command(),
     )
 
 
 @cli.command()
 @click.argument("study")
 @storage_option
-@_user_errors
+@user_errors
 def show(study: str, storage: str | None) -> None:
     """Show a study's Pareto front, trial counts and failure reasons.
 
@@ -183,19 +114,19 @@ def show(study: str, storage: str | None) -> None:
     from tuner.report import study_report
     from tuner.results import read_study
 
-    click.echo(study_report(read_study(*_study_ref(study, storage))))
+    click.echo(study_report(read_study(*study_ref(study, storage))))
 
 
 @cli.command(name="list")
 @storage_option
-@_user_errors
+@user_errors
 def list_(storage: str | None) -> None:
     """List the studies in a storage."""
     from tuner.report import format_table
     from tuner.results import list_studies
     from tuner.storage import masked
 
-    url = _storage_url(storage)
+    url = storage_url(storage)
     rows = [[s.name, str(s.n_trials), s.metric_name, s.objective] for s in list_studies(url)]
     if not rows:
         click.echo(f"no studies in {masked(url)}")
@@ -226,7 +157,7 @@ def list_(storage: str | None) -> None:
     help="Write to this file instead of stdout.",
 )
 @storage_option
-@_user_errors
+@user_errors
 def export(study: str, pick_text: str, fmt: str, output: str | None, storage: str | None) -> None:
     """Export one trial's config as YAML, JSON or a runnable Python snippet.
 
@@ -238,7 +169,7 @@ def export(study: str, pick_text: str, fmt: str, output: str | None, storage: st
     from tuner.relative import baseline_of
     from tuner.results import read_study
 
-    view = read_study(*_study_ref(study, storage))
+    view = read_study(*study_ref(study, storage))
     trial = select(view, parse_pick(pick_text, view.metric_name))
     note = provenance_of(view, trial).note
     if note:
@@ -271,7 +202,7 @@ def export(study: str, pick_text: str, fmt: str, output: str | None, storage: st
 )
 @click.option("--trace", type=click.Path(dir_okay=False), help="Chrome trace JSON to write.")
 @storage_option
-@_user_errors
+@user_errors
 def profile(
     study: str | None,
     trial: int | None,
@@ -290,16 +221,9 @@ def profile(
     """
     from tuner.profiling import format_profile, resolve_target, run_profile, trace_path
 
-    where = _study_ref(study, storage) if study is not None else None
+    where = study_ref(study, storage) if study is not None else None
     target = resolve_target(where, trial, spec_file, config_file, storage=storage is not None)
     click.echo(format_profile(run_profile(target, steps, trace_path(trace, target))))
-
-
-def _lr(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """click's FloatRange lets nan through (every comparison with nan is false)."""
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a learning rate", ctx, param)
-    return value
 
 
 @cli.command(name="lr-find")
@@ -322,14 +246,14 @@ def _lr(ctx: click.Context, param: click.Parameter, value: float | None) -> floa
 @click.option(
     "--start-lr",
     type=click.FloatRange(0, 100, min_open=True),
-    callback=_lr,
+    callback=finite("a learning rate"),
     metavar="X",
     help="The lr of the first step.  [default: 1e-7]",
 )
 @click.option(
     "--end-lr",
     type=click.FloatRange(0, 100, min_open=True),
-    callback=_lr,
+    callback=finite("a learning rate"),
     metavar="X",
     help="The lr of the last step.  [default: 10]",
 )
@@ -347,7 +271,7 @@ def _lr(ctx: click.Context, param: click.Parameter, value: float | None) -> floa
     help="Loss-vs-lr PNG to write. Default: <study>-lr-<optimizer>.png next to SPEC.",
 )
 @storage_option
-@_user_errors
+@user_errors
 def lr_find(
     spec_file: str,
     optimizer: str | None,
@@ -374,7 +298,7 @@ def lr_find(
 
     spec = load_spec(spec_file)  # a bad spec fails before torch is even imported
     if storage:
-        spec = dataclasses.replace(spec, storage=_storage_url(storage))
+        spec = dataclasses.replace(spec, storage=storage_url(storage))
     from tuner.interrupts import deferred_interrupt
 
     with deferred_interrupt():  # a Ctrl-C inside torch's native start-up would abort
@@ -399,12 +323,12 @@ def lr_find(
     help="Address to listen on; only this machine can connect unless you change it.",
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
-@_user_errors
+@user_errors
 def app(storage: str | None, study_name: str | None, host: str, port: int) -> None:
     """Browse studies in the results app (Streamlit) in your web browser."""
     from tuner.app_server import serve
 
-    serve(_storage_url(storage), study_name, host=host, port=port)
+    serve(storage_url(storage), study_name, host=host, port=port)
 
 
 def main() -> None:

@@ -66,7 +66,6 @@ from typing import Any
 from tuner.batch_scaling import LrScaling
 from tuner.bounds import Bound
 from tuner.config import (
-    FUSED_OPTIMIZERS,
     LIMITS,
     CompileMode,
     MatmulPrecision,
@@ -76,6 +75,7 @@ from tuner.config import (
     ScheduleName,
 )
 from tuner.space.batch import BATCH_DEFAULTS, MAX_ACCUMULATION, batch_knobs
+from tuner.space.checks import check_fused, check_nesterov
 from tuner.space.schema import (
     DATA_KNOBS,
     PERFORMANCE_KNOBS,
@@ -246,7 +246,7 @@ def parse_space(raw: Any, source: Source) -> SearchSpace:
     schedule_names = _enum_domain(ScheduleName, "a schedule")
     optimizers = _group(source, "optimizer", top, optimizer_names, "adamw", _OPTIMIZERS)
     implementations = listed("performance.optimizer_impl")
-    _check_fused(source, optimizers, implementations)
+    check_fused(source, optimizers, implementations)
     batch = batch_knobs(source, sections["batch"], listed, knob)
     return SearchSpace(
         optimizers=optimizers,
@@ -266,20 +266,6 @@ def parse_space(raw: Any, source: Source) -> SearchSpace:
             if name != "optimizer_impl"
         },
     )
-
-
-def _check_fused(source: Source, optimizers: tuple[Branch, ...], impl: Categorical) -> None:
-    """An optimizer without a fused kernel needs another implementation to choose."""
-    values = (impl.value,) if isinstance(impl, Fixed) else impl.values
-    if values != (OptimizerImpl.FUSED.value,):
-        return
-    lacking = [b.name for b in optimizers if OptimizerName(b.name) not in FUSED_OPTIMIZERS]
-    if lacking:
-        raise source.error(
-            "performance.optimizer_impl",
-            f'"fused" is the only choice, but {lacking[0]} has no fused implementation; '
-            'add "default" or "foreach", or drop that optimizer',
-        )
 
 
 def _table(source: Source, path: str, raw: Any, allowed: Sequence[str]) -> dict[str, Any]:
@@ -333,29 +319,8 @@ def _branch(
             raw = table[param]
         params[param] = _knob(source, paths[param], raw, _DOMAINS[param])
     if name == OptimizerName.SGD:
-        _check_nesterov(source, paths["momentum"], params["momentum"], params["nesterov"])
+        check_nesterov(source, paths["momentum"], params["momentum"], params["nesterov"])
     return Branch(name, tuple(params.items()))
-
-
-def _check_nesterov(source: Source, path: str, momentum: Knob, nesterov: Knob) -> None:
-    """SGD rejects nesterov without momentum, so no sample may pair nesterov=true with 0."""
-    lowest = min(float(value) for value in _extremes(momentum))
-    if True in _extremes(nesterov) and lowest <= 0:
-        raise source.error(
-            path,
-            f"{shown_toml(momentum.to_raw())} allows momentum = {lowest:g} while nesterov may be "
-            "true, and sgd needs momentum > 0 for nesterov; raise the lowest momentum above 0 "
-            "or set nesterov = false",
-        )
-
-
-def _extremes(knob: Knob) -> tuple[Value, ...]:
-    """Every value a categorical knob can take; the two ends of a range."""
-    if isinstance(knob, Fixed):
-        return (knob.value,)
-    if isinstance(knob, Choice):
-        return knob.values
-    return (knob.low, knob.high)
 
 
 def _knob(source: Source, path: str, raw: Any, domain: _Domain) -> Knob:

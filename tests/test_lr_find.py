@@ -26,17 +26,16 @@ from tuner.config import OptimizerConfig, OptimizerName, Precision
 from tuner.errors import UserError
 from tuner.lrfind import (
     LrFindError,
-    LrFindRequest,
     RangeTest,
     RangeTestFailed,
     RangeTestResult,
     load_auto_space,
-    lr_find,
     planned_test,
     representative_optimizer,
     resolve_space,
     run_range_test,
 )
+from tuner.lrfind_command import LrFindRequest, lr_find
 from tuner.runner import open_prepared, prepare
 from tuner.space import SearchSpace, SpaceError, load_space, sample_config
 from tuner.space.auto_lr import ABOVE, BELOW, AutoSpace, auto_paths, auto_range

@@ -153,6 +153,7 @@ def write_study(
         StudyAttr.METRIC_DIRECTION: direction,
         StudyAttr.METRIC_NOISE: _METRIC_NOISE,
         StudyAttr.METRIC_FLOOR: None,  # as the toy workload, which declares no chance level
+        StudyAttr.SPEED: {"objective": "throughput", "target": None},
         StudyAttr.DEVICE: dict(DEVICE),
         StudyAttr.TUNER_VERSION: tuner.__version__,
         StudyAttr.CREATED: True,

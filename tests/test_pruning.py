@@ -185,13 +185,19 @@ def _judge(
     return trial, TrialJudge(study, trial, config, rules)
 
 
-def test_a_trial_whose_key_is_known_slow_is_stopped_before_it_trains() -> None:
+def slow_key_study() -> tuple[optuna.Study, dict[str, Any]]:
+    """A study where a bf16 trial out-ran and out-scored an fp32 one, and an fp32 config
+    with another lr: its key's speed is known, and beaten."""
     study = optuna.create_study(directions=["maximize", "maximize"])
     fast = {**DEFAULT_BASELINE.to_dict(), "precision": "bf16"}
     slow = DEFAULT_BASELINE.to_dict()
     _stored(study, fast, metric=0.97, throughput=5000.0)
     _stored(study, slow, metric=0.90, throughput=1000.0)
-    other_lr = {**slow, "optimizer": {**slow["optimizer"], "lr": 0.01}}
+    return study, {**slow, "optimizer": {**slow["optimizer"], "lr": 0.01}}
+
+
+def test_a_trial_whose_key_is_known_slow_is_stopped_before_it_trains() -> None:
+    study, other_lr = slow_key_study()
     _, judge = _judge(study, other_lr)
     failure = judge.before()
     assert failure is not None and failure.kind is FailureKind.STOPPED

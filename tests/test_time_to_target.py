@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from tests.test_app import _complete, _tuner_study, app, clean, figure, goto
-from tests.test_pruning import _judge, _stored
+from tests.test_pruning import _judge, slow_key_study
 from tests.test_runner import write_spec
 from tuner.attrs import FailureKind, StudyAttr, TrialAttr
 from tuner.config import DEFAULT_BASELINE
@@ -255,12 +255,7 @@ def test_the_app_front_labels_speed_as_seconds_to_target(
 
 
 def test_time_to_target_turns_off_stopping_on_samples_per_second() -> None:
-    study = optuna.create_study(directions=["maximize", "maximize"])
-    fast = {**DEFAULT_BASELINE.to_dict(), "precision": "bf16"}
-    slow = DEFAULT_BASELINE.to_dict()
-    _stored(study, fast, metric=0.97, throughput=5000.0)
-    _stored(study, slow, metric=0.90, throughput=1000.0)
-    other_lr = {**slow, "optimizer": {**slow["optimizer"], "lr": 0.01}}
+    study, other_lr = slow_key_study()
     trial, judge = _judge(study, other_lr)
     stopped = judge.before()
     assert stopped is not None and stopped.kind is FailureKind.STOPPED  # with throughput

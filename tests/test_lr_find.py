@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from tests import dataset_workload
+from tests.test_cli import cli_and_torch
 from tuner.attrs import StudyAttr
 from tuner.batch_scaling import LrScaling
 from tuner.config import OptimizerConfig, OptimizerName, Precision
@@ -243,17 +244,9 @@ def test_an_auto_that_applies_to_nothing_is_one_line_and_exit_2(tmp_path: Path) 
 
 @pytest.mark.parametrize("args", [["--help"], ["lr-find", "--help"]])
 def test_help_never_imports_torch(args: list[str]) -> None:
-    code = (
-        "import sys\n"
-        f"sys.argv = ['tuner', *{args!r}]\n"
-        "from tuner.cli import main\n"
-        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
-        "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
-    assert "torch imported: False" in result.stderr, result.stderr
+    result, imported = cli_and_torch(*args)
+    assert result.returncode == 0, result.stderr
+    assert not imported
     assert "lr-find" in result.stdout
 
 

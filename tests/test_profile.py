@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.test_cli import SPACE, SPEC, db, tuner
+from tests.test_cli import SPACE, SPEC, cli_and_torch, db, tuner
 from tuner.attrs import TrialAttr
 from tuner.config import (
     DEFAULT_BASELINE,
@@ -270,37 +269,17 @@ def test_mistakes_are_one_line_exit_2_before_torch_is_imported(
     before = sorted(tmp_path.iterdir())
     args = [a.replace("SPEC", str(spec)).replace("DIR", str(tmp_path)) for a in args]
     message = message.replace("DIR", str(tmp_path))
-    code = (
-        "import sys\n"
-        f"sys.argv = ['tuner', 'profile', *{args!r}]\n"
-        "from tuner.cli import main\n"
-        "try:\n    main()\n"
-        "finally:\n    print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
-    *error, imported = result.stderr.strip().splitlines()
-    assert imported == "torch imported: False", result.stderr
-    result.stderr = "\n".join(error)
+    result, imported = cli_and_torch("profile", *args)
+    assert not imported
     one_line_error(result, 2, message)
     assert sorted(tmp_path.iterdir()) == before
 
 
 def test_profile_has_help_without_importing_torch() -> None:
-    code = (
-        "import sys\n"
-        "sys.argv = ['tuner', 'profile', '--help']\n"
-        "from tuner.cli import main\n"
-        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
-        "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
+    result, imported = cli_and_torch("profile", "--help")
+    assert result.returncode == 0 and not imported, result.stderr
     assert "Usage: tuner profile [OPTIONS] [STUDY]" in result.stdout
     assert "--steps" in result.stdout and "--trace" in result.stdout
-    assert "torch imported: False" in result.stderr, result.stderr
 
 
 def made_profile(config: TrialConfig, biggest: Phase, **fields: object) -> Profile:

@@ -89,20 +89,39 @@ SLOW_POOR = Finished(2, metric=0.70, throughput=1000, curve={1: 0.50, 2: 0.70})
 def test_the_optimistic_bound_comes_from_trials_whose_curve_was_no_better() -> None:
     poorer = Finished(3, metric=0.75, throughput=800, curve={1: 0.45, 2: 0.75})
     finished = [FAST_GOOD, SLOW_POOR, poorer]
-    assert optimistic_final(finished, 0, None, MAX, noise=0.01) == 0.95  # the best so far
+    kwargs: dict[str, Any] = dict(direction=MAX, noise=0.01, margin=0.05)
     # at 0.55 on evaluation 1 trials 2 and 3 were as poor: the better reached 0.75
-    assert optimistic_final(finished, 1, 0.55, MAX, noise=0.01) == pytest.approx(0.76)
+    assert optimistic_final(finished, 1, 0.55, 3000, **kwargs) == pytest.approx(0.76)
     # at 0.47 only trial 3 was as poor: one curve bounds nothing
-    assert optimistic_final(finished, 1, 0.47, MAX, noise=0.01) is None
+    assert optimistic_final(finished, 1, 0.47, 3000, **kwargs) is None
     # worse than every finished curve: nothing bounds it
-    assert optimistic_final(finished, 1, 0.30, MAX, noise=0.01) is None
+    assert optimistic_final(finished, 1, 0.30, 3000, **kwargs) is None
+
+
+def test_before_any_curve_the_bound_comes_from_trials_as_slow_or_slower() -> None:
+    poorer = Finished(3, metric=0.75, throughput=800, curve={1: 0.45, 2: 0.75})
+    finished = [FAST_GOOD, SLOW_POOR, poorer]
+    kwargs: dict[str, Any] = dict(direction=MAX, noise=0.01, margin=0.05)
+    # trials 2 and 3 were as slow as 1,000/s or slower; the better reached 0.75, no noise added
+    assert optimistic_final(finished, 0, None, 1000, **kwargs) == 0.75
+    # only trial 3 is as slow as 850/s (trial 2 is beyond the margin): one trial bounds nothing
+    assert optimistic_final(finished, 0, None, 850, **kwargs) is None
+    # as fast as every finished trial: all three bound it
+    assert optimistic_final(finished, 0, None, 5000, **kwargs) == 0.95
 
 
 def test_a_slow_trial_is_dominated_on_speed_before_its_first_evaluation() -> None:
     kwargs: dict[str, Any] = dict(direction=MAX, noise=0.01, margin=0.05)
-    # it would have to beat trial 1's 0.95, and trial 1 out-runs it
-    reason = dominated_on_speed(2000, 0, None, [FAST_GOOD, SLOW_POOR], **kwargs)
+    poorer = Finished(3, metric=0.75, throughput=800, curve={1: 0.45, 2: 0.75})
+    # the two trials as slow as it reached 0.75 at best; trial 1 reached 0.95 at 2.5x the speed
+    reason = dominated_on_speed(2000, 0, None, [FAST_GOOD, SLOW_POOR, poorer], **kwargs)
     assert reason is not None and "trial #1" in reason and "before its first evaluation" in reason
+    assert "as slow as it reached at best 0.75" in reason
+    # with one slower trial finished, slowness has not been tried enough to rule it out
+    assert dominated_on_speed(2000, 0, None, [FAST_GOOD, SLOW_POOR], **kwargs) is None
+    # a slow trial once reached the best metric: slower configs may pay, so it goes on
+    slow_best = Finished(4, metric=0.96, throughput=700, curve={1: 0.6, 2: 0.96})
+    assert dominated_on_speed(2000, 0, None, [FAST_GOOD, SLOW_POOR, slow_best], **kwargs) is None
     # faster than every finished trial: it might be the new fast end of the front
     assert dominated_on_speed(6000, 0, None, [FAST_GOOD], **kwargs) is None
     # within the throughput margin of trial 1: not dominated on speed
@@ -186,13 +205,19 @@ def _judge(
 
 
 def slow_key_study() -> tuple[optuna.Study, dict[str, Any]]:
-    """A study where a bf16 trial out-ran and out-scored an fp32 one, and an fp32 config
+    """A study where a bf16 trial out-ran and out-scored two fp32 ones, and an fp32 config
     with another lr: its key's speed is known, and beaten."""
     study = optuna.create_study(directions=["maximize", "maximize"])
     fast = {**DEFAULT_BASELINE.to_dict(), "precision": "bf16"}
     slow = DEFAULT_BASELINE.to_dict()
     _stored(study, fast, metric=0.97, throughput=5000.0)
     _stored(study, slow, metric=0.90, throughput=1000.0)
+    _stored(
+        study,
+        {**slow, "optimizer": {**slow["optimizer"], "lr": 0.1}},
+        metric=0.85,
+        throughput=1000.0,
+    )
     return study, {**slow, "optimizer": {**slow["optimizer"], "lr": 0.01}}
 
 

@@ -8,10 +8,15 @@ was no better at the same evaluation, plus the metric's noise; it takes at least
 slow). If a finished trial reaches that bound and is faster beyond the throughput noise
 margin, this trial cannot reach the front unless it beats every trial whose curve it matched.
 
-Before the first evaluation there is no curve: the bound is the best final metric so far,
-without the noise (with it, nothing could ever be stopped there). A trial slower than the
-best trial can then reach the front only by beating the best metric of the study; that is the
-bet asymmetric fidelity makes, and `benchmarks/search_efficiency.py` measures what it buys.
+Before the first evaluation there is no curve, only the speed: the trials that bound it are
+the finished ones about as slow or slower (within the throughput margin), and the bound is the
+best final metric they reached, without the noise (with it, equal metrics could never stop a
+slower key). It also takes `MIN_SIMILAR` of them, so a study explores slower configs until two
+of them have finished: a rule that bounded a trial by the best metric of all would stop every
+config slower than the study's best-scoring trial before it learned anything, and the front
+could never grow towards slower, better configs. What is left is a bet, that slowness which has
+not bought metric twice will not buy it now; `benchmarks/search_efficiency.py` measures what it
+buys.
 """
 
 from __future__ import annotations
@@ -39,25 +44,31 @@ def optimistic_final(
     finished: Sequence[Finished],
     evaluation: int,
     metric: float | None,
+    throughput: float,
+    *,
     direction: Direction,
     noise: float,
+    margin: float,
 ) -> float | None:
     """The best final metric a trial at (`evaluation`, `metric`) may still reach, or None
-    when fewer than `MIN_SIMILAR` finished trials had as poor a curve. With no metric yet,
-    the best final metric of all, noise not added (see the module docstring)."""
+    when fewer than `MIN_SIMILAR` finished trials had as poor a curve. With no metric yet, the
+    best final metric of the finished trials no faster than `throughput` (beyond `margin`),
+    noise not added (see the module docstring)."""
     better = max if direction is Direction.MAXIMIZE else min
     sign = 1.0 if direction is Direction.MAXIMIZE else -1.0
     if metric is None:
-        return better((f.metric for f in finished), default=None)
+        similar = [f for f in finished if f.throughput <= throughput * (1 + margin)]
+        slack = 0.0
     else:
         similar = [
             f
             for f in finished
             if evaluation in f.curve and sign * f.curve[evaluation] <= sign * metric + noise
         ]
+        slack = noise
     if len(similar) < MIN_SIMILAR:
         return None
-    return better(f.metric for f in similar) + sign * noise
+    return better(f.metric for f in similar) + sign * slack
 
 
 def dominated_on_speed(
@@ -71,7 +82,15 @@ def dominated_on_speed(
     margin: float,
 ) -> str | None:
     """Why a trial of this `throughput` (and curve so far) cannot reach the front, or None."""
-    bound = optimistic_final(finished, evaluation, metric, direction, noise)
+    bound = optimistic_final(
+        finished,
+        evaluation,
+        metric,
+        throughput,
+        direction=direction,
+        noise=noise,
+        margin=margin,
+    )
     if bound is None:
         return None
     sign = 1.0 if direction is Direction.MAXIMIZE else -1.0
@@ -87,9 +106,16 @@ def dominated_on_speed(
     if not faster:
         return None
     best = faster[0]
-    where = "before its first evaluation" if metric is None else f"at evaluation {evaluation}"
+    if metric is None:
+        return (
+            f"dominated on speed before its first evaluation by trial #{best.number}: "
+            f"{throughput:,.0f} samples/s against {best.throughput:,.0f}, and the finished trials "
+            f"as slow as it reached at best {bound:.4g}, where trial #{best.number} reached "
+            f"{best.metric:.4g}"
+        )
     return (
-        f"dominated on speed {where} by trial #{best.number}: {throughput:,.0f} samples/s "
-        f"against {best.throughput:,.0f}, and even the best final metric a trial with a "
-        f"similar curve reached ({bound:.4g}, noise included) would not beat its {best.metric:.4g}"
+        f"dominated on speed at evaluation {evaluation} by trial #{best.number}: "
+        f"{throughput:,.0f} samples/s against {best.throughput:,.0f}, and even the best final "
+        f"metric a trial with a similar curve reached ({bound:.4g}, noise included) would not "
+        f"beat its {best.metric:.4g}"
     )

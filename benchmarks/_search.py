@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 from tuner.relative import baseline_of
 from tuner.results import StudyView, read_study
@@ -60,6 +61,24 @@ class Scale:
 #: minimised; 8 bits (a uniform guess over 256 bytes) -> 0 and 1 bit/char (about the best
 #: character-level models reach on English text, far beyond these budgets) -> 1.
 SCALES = {"digits": Scale(worst=0.1, best=1.0), "charlm": Scale(worst=8.0, best=1.0)}
+
+
+#: CPU features that set how fast bf16 and fp16 run: two hosts that both read "AMD EPYC"
+#: can differ here by 2x in a bf16 trial's speedup, and so in a front's hypervolume.
+LOW_PRECISION_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def cpu_features() -> list[str]:
+    """The `LOW_PRECISION_FEATURES` this host's CPU has (empty where /proc/cpuinfo is not)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
+        [],
+    )
+    return [f for f in LOW_PRECISION_FEATURES if f in flags]
 
 
 def hypervolume(points: Sequence[tuple[float, float]]) -> float:

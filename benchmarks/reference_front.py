@@ -25,7 +25,10 @@ spread allows.
 
     python -m benchmarks.reference_front [--out benchmarks/data/digits_reference_front.json]
 
-About 3-5 minutes on one core of this 2-core host.
+About 3-5 minutes on one core of a 2-core host whose CPU runs bf16 natively (AVX-512 BF16),
+about 10 where it does not (bf16 then trains 5-10x slower than fp32). The grid's front differs
+between those hosts, so the reference records the CPU's low-precision features and
+`search_efficiency.py --reference` warns when the host it runs on differs.
 """
 
 from __future__ import annotations
@@ -49,7 +52,14 @@ from typing import Any
 # Also runs as a file, `python benchmarks/reference_front.py`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._search import SCALES, front_hypervolume, hypervolume, quiet, study_points
+from benchmarks._search import (
+    SCALES,
+    cpu_features,
+    front_hypervolume,
+    hypervolume,
+    quiet,
+    study_points,
+)
 from tuner.pruning.keys import performance_key
 from tuner.relative import baseline_of
 from tuner.results import StudyView, TrialRecord, read_study
@@ -214,6 +224,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "device": prepared.device_info.to_dict(),
+            "cpu_features": cpu_features(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "load_average_before": load,

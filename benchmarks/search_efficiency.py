@@ -66,6 +66,7 @@ from benchmarks._search import (
     SCALES,
     Method,
     Run,
+    cpu_features,
     front_hypervolume,
     method_spec,
     run_method,
@@ -209,6 +210,14 @@ def reference_mode(reference: Path, seeds: int, n_trials: int, storage: str) -> 
         f"seeds 0..{seeds - 1}",
         flush=True,
     )
+    made_on, here = data["machine"].get("cpu_features"), cpu_features()
+    if made_on != here:
+        print(
+            f"warning: the reference was made on a CPU with {made_on or 'unrecorded features'}, "
+            f"this one has {here}: bf16 speeds differ, so shares of it compare nothing; "
+            "rebuild it here with python -m benchmarks.reference_front (3-10 min)",
+            flush=True,
+        )
     runs = run_all(base, methods, seeds, storage, n_trials=n_trials, timeout_s=None)
     reached: dict[Method, list[float]] = {}
     times: dict[Method, list[float]] = {}

@@ -276,6 +276,18 @@ def test_the_judge_records_each_rung_so_later_trials_rank_against_it() -> None:
     assert attrs[TrialAttr.RUNGS] == {"1": [0.5, 950.0]}
 
 
+def test_a_trial_another_runner_stored_as_lost_stops_at_its_next_checkpoint() -> None:
+    """A runner frozen past the heartbeat grace wakes to find its trial FAIL (lost): the
+    judge cannot record the checkpoint, and stops the trial instead of raising mid-run."""
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    trial, judge = _judge(study, DEFAULT_BASELINE.to_dict())
+    study.tell(trial.number, state=TrialState.FAIL)  # as a sweep does, from another handle
+    reason = judge(Checkpoint(evaluation=0, step=2, throughput=900.0, metric=None))
+    assert reason == "stored as lost by another runner while it trained"
+    assert judge(Checkpoint(evaluation=1, step=6, throughput=950.0, metric=0.5)) == reason
+    assert TrialAttr.KEY_THROUGHPUT not in study.trials[-1].user_attrs
+
+
 # --- the harness stops where the judge says ---------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.attrs import FailureKind, TrialAttr
@@ -98,11 +99,16 @@ class TrialJudge:
         """The verdict at a checkpoint: a reason to stop, or None. Records the rung first, so
         trials judged later see this one whatever the verdict."""
         evaluation, metric = checkpoint.evaluation, checkpoint.metric
-        if metric is not None:
-            self._rungs[str(evaluation)] = [metric, checkpoint.throughput]
-            self._trial.set_user_attr(TrialAttr.RUNGS, dict(self._rungs))
-        else:
-            self._trial.set_user_attr(TrialAttr.KEY_THROUGHPUT, checkpoint.throughput)
+        try:
+            if metric is not None:
+                self._rungs[str(evaluation)] = [metric, checkpoint.throughput]
+                self._trial.set_user_attr(TrialAttr.RUNGS, dict(self._rungs))
+            else:
+                self._trial.set_user_attr(TrialAttr.KEY_THROUGHPUT, checkpoint.throughput)
+        except UpdateFinishedTrialError:
+            # Another runner's sweep took this one for dead (frozen past the heartbeat grace)
+            # and stored the trial as lost: nothing more of it can be stored, so it stops.
+            return "stored as lost by another runner while it trained"
         others = self._others()
         reason = self._on_speed(others, checkpoint.throughput, evaluation, metric)
         if reason is not None or metric is None or evaluation not in self._rung_numbers:

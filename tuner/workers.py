@@ -121,52 +121,56 @@ class Workers:
             process.close()
 
     def _run_one(self, trial: optuna.Trial, process: TrialProcess) -> TrialRecord | None:
-        """Run one asked trial to its stored end; None when it did not run (a surplus)."""
-        spec = self.prepared.spec
+        """Run one asked trial to its stored end; None when it did not run (a surplus) or
+        when a sweep presumed this runner dead and stored the trial as lost meanwhile."""
         with self.storage_calls(), Heartbeat(self.storage, trial._trial_id, self._lose):
-            trial.set_user_attr(TrialAttr.OWNER, Owner.current().to_dict())
-            if self._surplus(trial.number):
-                tell_failure(self.study, trial, _surplus(self.target))
-                return None
-            seed = (spec.seed + trial.number) % 2**32
-            trial.set_user_attr(TrialAttr.SEED, seed)
-            trial.set_user_attr(TrialAttr.DEVICE, self.prepared.device_info.to_dict())
             try:
-                config = self._config(trial)
-            except ConfigError as exc:
-                tell_failure(self.study, trial, TrialFailure(FailureKind.UNSUPPORTED, str(exc)))
-                return self._record(trial)
-            trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
-            judge = TrialJudge(self.study, trial, config.to_dict(), self._rules)
-            baseline = bool(trial.user_attrs.get(TrialAttr.BASELINE))
-            early = None if baseline else judge.before()  # the baseline is every run's yardstick
-            if early is not None:
-                tell_failure(self.study, trial, early, spec.memory_budget_mb)
-                return self._record(trial)
-            judged = spec.pruning.enabled and not baseline
-            job = Job(
-                spec.objective,
-                config,
-                spec.budget,
-                str(self.prepared.device),
-                seed,
-                spec.size,
-                judged=judged,
-            )
-            try:
-                outcome = process.run(
-                    job, should_stop=self.stop.is_set, judge=judge if judged else None
-                )
-            except Abandoned:
-                if self.lost is None:
-                    reason = f"stopped by {self.stop.signal_name()}; a re-run resumes the study"
-                    tell_failure(self.study, trial, TrialFailure(FailureKind.INTERRUPTED, reason))
-                return None
-            try:
-                tell_outcome(self.study, trial, outcome, self._feasibility)
+                return self._store_run(trial, process)
             except optuna.exceptions.UpdateFinishedTrialError:
-                return None  # a sweep presumed this runner dead and stored the trial as lost
+                return None
+
+    def _store_run(self, trial: optuna.Trial, process: TrialProcess) -> TrialRecord | None:
+        spec = self.prepared.spec
+        trial.set_user_attr(TrialAttr.OWNER, Owner.current().to_dict())
+        if self._surplus(trial.number):
+            tell_failure(self.study, trial, _surplus(self.target))
+            return None
+        seed = (spec.seed + trial.number) % 2**32
+        trial.set_user_attr(TrialAttr.SEED, seed)
+        trial.set_user_attr(TrialAttr.DEVICE, self.prepared.device_info.to_dict())
+        try:
+            config = self._config(trial)
+        except ConfigError as exc:
+            tell_failure(self.study, trial, TrialFailure(FailureKind.UNSUPPORTED, str(exc)))
             return self._record(trial)
+        trial.set_user_attr(TrialAttr.CONFIG, config.to_dict())
+        judge = TrialJudge(self.study, trial, config.to_dict(), self._rules)
+        baseline = bool(trial.user_attrs.get(TrialAttr.BASELINE))
+        early = None if baseline else judge.before()  # the baseline is every run's yardstick
+        if early is not None:
+            tell_failure(self.study, trial, early, spec.memory_budget_mb)
+            return self._record(trial)
+        judged = spec.pruning.enabled and not baseline
+        job = Job(
+            spec.objective,
+            config,
+            spec.budget,
+            str(self.prepared.device),
+            seed,
+            spec.size,
+            judged=judged,
+        )
+        try:
+            outcome = process.run(
+                job, should_stop=self.stop.is_set, judge=judge if judged else None
+            )
+        except Abandoned:
+            if self.lost is None:
+                reason = f"stopped by {self.stop.signal_name()}; a re-run resumes the study"
+                tell_failure(self.study, trial, TrialFailure(FailureKind.INTERRUPTED, reason))
+            return None
+        tell_outcome(self.study, trial, outcome, self._feasibility)
+        return self._record(trial)
 
     def _config(self, trial: optuna.Trial) -> TrialConfig:
         if trial.user_attrs.get(TrialAttr.BASELINE):

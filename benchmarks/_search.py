@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 
+from tuner.hardware import cpuinfo_field
 from tuner.relative import baseline_of
 from tuner.results import StudyView, read_study
 from tuner.spec import SamplerName, StudySpec
@@ -70,14 +70,7 @@ LOW_PRECISION_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_
 
 def cpu_features() -> list[str]:
     """The `LOW_PRECISION_FEATURES` this host's CPU has (empty where /proc/cpuinfo is not)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next(
-        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
-        [],
-    )
+    flags = (cpuinfo_field("flags") or "").split()
     return [f for f in LOW_PRECISION_FEATURES if f in flags]
 
 

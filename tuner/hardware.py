@@ -137,16 +137,25 @@ def describe_device(device: torch.device) -> DeviceInfo:
     )
 
 
+def cpuinfo_field(key: str) -> str | None:
+    """The first non-empty value of `key` in /proc/cpuinfo; None where it has none (or there
+    is no /proc/cpuinfo: not Linux)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() == key and value.strip():
+            return value.strip()
+    return None
+
+
 def _cpu_name() -> str:
     """The CPU model: /proc/cpuinfo on Linux (platform.processor() is often empty there)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return (
+        cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    )
 
 
 def detect_capabilities(device: torch.device) -> Capabilities:
